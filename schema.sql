@@ -1,0 +1,60 @@
+-- wxauth database schema, version 1.
+--
+-- Applied to a new database in one transaction; `PRAGMA user_version` records the
+-- version. Later versions add numbered migrations in src/db/migrations.rs instead of
+-- editing this file's meaning for existing databases.
+--
+-- Times are Unix seconds (UTC). Secrets are never stored in the clear: sessions are
+-- found by the SHA-256 of their random id, and login codes by the SHA-256 of the code.
+
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,          -- internal; never leaves the server
+    public_id     TEXT    NOT NULL UNIQUE,      -- the opaque id clients see
+    appid         TEXT    NOT NULL,
+    openid        TEXT    NOT NULL,
+    unionid       TEXT,
+    nickname      TEXT,
+    avatar_url    TEXT,
+    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender IN (0, 1, 2)),
+    country       TEXT,
+    province      TEXT,
+    city          TEXT,
+    language      TEXT,
+    phone         TEXT,
+    banned_until  INTEGER,
+    ban_reason    TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    UNIQUE (appid, openid)
+);
+
+CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX users_app_created ON users (appid, created_at);
+
+CREATE TABLE sessions (
+    id             INTEGER PRIMARY KEY,          -- internal; also the eviction order
+    public_id      TEXT    NOT NULL UNIQUE,      -- shown to clients, admins and backends
+    secret_hash    BLOB    NOT NULL UNIQUE,      -- SHA-256 of the random id inside the token
+    user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,             -- sliding: moves forward on refresh
+    max_expires_at INTEGER NOT NULL,             -- absolute: created_at + session_max_age
+    last_seen_at   INTEGER NOT NULL,
+    revoked_at     INTEGER,
+    revoked_reason TEXT CHECK (revoked_reason IN ('logout', 'admin', 'evicted'))
+);
+
+CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+-- A wx.login code that led to a session, so that a retried request with the same code
+-- gets the same session back instead of WeChat's "code been used".
+CREATE TABLE login_codes (
+    code_hash   BLOB    PRIMARY KEY,             -- SHA-256 over appid and code
+    session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    sealed_sid  BLOB    NOT NULL,                -- the session's random id, masked by the code
+    new_user    INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX login_codes_expiry ON login_codes (expires_at);

@@ -1,0 +1,162 @@
+//! Putting the server together: open the data directory, database and keys, build the
+//! WeChat client, bind the listener, and serve until asked to stop. Tests start an `App`
+//! in-process on port 0 and read the bound address from it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::datadir;
+use crate::db::{Db, DbError};
+use crate::keys::{KeyFile, KeyFileError};
+use crate::login::InFlight;
+use crate::mock_wechat::MockWeChat;
+use crate::server::{self, ConnectionLimits};
+use crate::token::Keyring;
+use crate::wechat::WeChatClient;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
+    #[error("the signing keys are unusable: {0}")]
+    Keyring(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the fake WeChat for dev mode: {0}")]
+    DevWeChat(std::io::Error),
+    #[error("cannot build the WeChat client: {0}")]
+    WeChatClient(String),
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    pub config: Config,
+    pub db: Arc<Db>,
+    pub wechat: WeChatClient,
+    pub clock: Arc<dyn Clock>,
+    pub logins: InFlight,
+    keyring: Keyring,
+}
+
+impl AppState {
+    /// The signing keys.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+}
+
+/// A running server.
+pub struct App {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<()>,
+    dev_wechat: Option<MockWeChat>,
+}
+
+impl App {
+    /// Opens everything `config` names, binds its listen address and starts serving.
+    pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let dir = config.data_dir.clone();
+        datadir::ensure_private_dir(&dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let dev_wechat = if config.dev {
+            let mock = MockWeChat::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(StartError::DevWeChat)?;
+            config.wechat_api = mock.base_url();
+            Some(mock)
+        } else {
+            None
+        };
+        let keys = KeyFile::load_or_create(&dir.join(datadir::KEYS_FILE), clock.now())?;
+        let keyring = keys.keyring().map_err(StartError::Keyring)?;
+        let db_path = dir.join(datadir::DATABASE_FILE);
+        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))??;
+        let wechat = WeChatClient::new(
+            &config.wechat_api,
+            config.wechat_connect_timeout,
+            config.wechat_timeout,
+        )
+        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let limits = ConnectionLimits {
+            shutdown_grace: config.shutdown_timeout,
+            ..ConnectionLimits::default()
+        };
+        let state = Arc::new(AppState {
+            config,
+            db,
+            wechat,
+            clock,
+            logins: InFlight::default(),
+            keyring,
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let routes = crate::http::routes(Arc::clone(&state));
+        let serving = tokio::spawn(server::serve(listener, routes, limits, async {
+            let _ = stopped.await;
+        }));
+        Ok(App {
+            addr,
+            state,
+            stop: Some(stop),
+            serving,
+            dev_wechat,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state, for tests that look inside.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish within the grace
+    /// period, then closes the database cleanly.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.serving).await;
+        self.state.db.close().await;
+        if let Some(mock) = self.dev_wechat.take() {
+            mock.shutdown().await;
+        }
+    }
+}

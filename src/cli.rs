@@ -1,0 +1,227 @@
+//! The command line: `wxauth serve` and `wxauth mock-wechat`, their flags, and how they
+//! layer over the config file and the environment.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::app::App;
+use crate::clock::SystemClock;
+use crate::config::{Config, Layer, LogFormat, default_data_dir};
+use crate::datadir;
+use crate::mock_wechat::MockWeChat;
+
+/// Exit code for a configuration error (bad file, bad flag value, missing secret).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while starting or running.
+const EXIT_FAILURE: u8 = 1;
+
+/// wxauth: login and sessions for WeChat Mini Programs, on one SQLite file.
+#[derive(Debug, Parser)]
+#[command(name = "wxauth", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the login server.
+    Serve(ServeArgs),
+    /// Run the fake WeChat API on its own port, for WeChat DevTools and tests.
+    MockWechat(MockArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Use a built-in fake WeChat: no AppID or AppSecret needed. Never in production.
+    #[arg(long)]
+    dev: bool,
+    /// The TOML config file [default: wxauth.toml in the data directory, if present]
+    #[arg(long, value_name = "FILE", env = "WXAUTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database and signing keys live [default: the platform's data directory]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The address to serve on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// WeChat's API base URL [default: https://api.weixin.qq.com]
+    #[arg(long, value_name = "URL")]
+    wechat_api: Option<String>,
+    /// The absolute base for URLs wxauth hands out
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Log filter, e.g. `info` or `wxauth=debug` [default: info]
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+struct MockArgs {
+    /// The address to serve the fake WeChat API on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+}
+
+/// Parses the command line and runs the command; the process exit code comes back.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wxauth: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::MockWechat(args) => runtime.block_on(mock_wechat(args)),
+    }
+}
+
+/// Builds the configuration from defaults, file, environment and flags.
+fn load_config(args: &ServeArgs) -> Result<Config, String> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let from_env = Layer::from_env(&env).map_err(|e| e.to_string())?;
+    let flags = Layer {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        public_url: args.public_url.clone(),
+        wechat_api: args.wechat_api.clone(),
+        log: args.log.clone(),
+        log_format: args.log_format,
+        ..Layer::default()
+    };
+    let config_path = match &args.config {
+        Some(path) => Some(path.clone()),
+        None => {
+            let dir = flags
+                .data_dir
+                .clone()
+                .or_else(|| from_env.data_dir.clone())
+                .or_else(default_data_dir);
+            dir.map(|d| d.join(datadir::CONFIG_FILE))
+                .filter(|p| p.exists())
+        }
+    };
+    let file = match &config_path {
+        Some(path) => Layer::from_file(path).map_err(|e| e.to_string())?,
+        None => Layer::default(),
+    };
+    let mut layer = file.merge(from_env).merge(flags);
+    if layer.log.is_none() {
+        layer.log = env.get("RUST_LOG").cloned();
+    }
+    Config::resolve(layer, args.dev, &env).map_err(|e| e.to_string())
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| format!("log filter `{filter}`: {e}"))?;
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("wxauth: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = init_logging(&config.log, config.log_format) {
+        eprintln!("wxauth: configuration error: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if config.dev {
+        tracing::warn!(
+            "DEV MODE: logins go to a built-in fake WeChat and need no AppSecret. \
+             Never run this in production."
+        );
+    }
+    let apps: Vec<String> = config.apps.iter().map(|a| a.appid.clone()).collect();
+    let data_dir = config.data_dir.display().to_string();
+    let app = match App::start(config, Arc::new(SystemClock)).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("wxauth: cannot start: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    tracing::info!(addr = %app.addr(), data_dir, ?apps, "wxauth is serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    app.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn mock_wechat(args: MockArgs) -> ExitCode {
+    if let Err(e) = init_logging("info", LogFormat::Auto) {
+        eprintln!("wxauth: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mock = match MockWeChat::start(args.listen).await {
+        Ok(mock) => mock,
+        Err(e) => {
+            eprintln!("wxauth: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    tracing::info!(
+        addr = %mock.addr(),
+        "fake WeChat API is serving; point wxauth at it with WXAUTH_WECHAT_API={}",
+        mock.base_url()
+    );
+    shutdown_signal().await;
+    mock.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

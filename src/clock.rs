@@ -1,0 +1,87 @@
+//! Time as a parameter: the server asks a `Clock` for "now", so tests can move time
+//! forward instead of sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Unix seconds, UTC: the unit of every stored time.
+pub type UnixTime = i64;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time in Unix seconds.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// A clock that stands still until told to move; shared between a test and the server.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: UnixTime) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(start)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Formats Unix seconds as an RFC 3339 UTC string, e.g. `2026-11-30T10:00:00Z`.
+pub fn rfc3339(t: UnixTime) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Parses an RFC 3339 UTC time into Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<UnixTime> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// A duration in whole seconds, as stored times count them.
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_032_800), "2026-11-30T10:00:00Z");
+        assert_eq!(parse_rfc3339("2026-11-30T10:00:00Z"), Some(1_796_032_800));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(100);
+        assert_eq!(clock.now(), 100);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(clock.now(), 160);
+    }
+}

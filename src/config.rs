@@ -1,0 +1,733 @@
+//! Settings: built-in defaults, then a TOML file, then `WXAUTH_*` environment variables,
+//! then command-line flags, each layer overriding the one before. Everything is validated
+//! here, once, so the rest of the program works with a `Config` that is known to be sound.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::Secret;
+
+/// The AppID used by dev mode when no app is configured.
+pub const DEV_APPID: &str = "wxdevelopment0000";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("cannot read secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no data directory: set --data-dir or WXAUTH_DATA_DIR (the platform has no default)")]
+    NoDataDir,
+}
+
+fn invalid(name: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.into(),
+        message: message.into(),
+    }
+}
+
+/// A request rate such as `120/min`; `None` inside `Option<Rate>` means `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed per `per`.
+    pub count: u32,
+    /// The window the count applies to.
+    pub per: Duration,
+}
+
+/// A parsed rate setting: a limit, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting(pub Option<Rate>);
+
+impl FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(RateSetting(None));
+        }
+        let (count, unit) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not a rate: write N/s, N/min, N/h or off"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: the count must be a whole number"))?;
+        let per = match unit.trim() {
+            "s" | "sec" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => return Err(format!("`{other}` is not a rate unit: use s, min or h")),
+        };
+        if count == 0 {
+            return Err(format!("`{s}`: use `off` rather than a zero rate"));
+        }
+        Ok(RateSetting(Some(Rate { count, per })))
+    }
+}
+
+/// A duration written `45s`, `30m`, `12h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationSetting(pub Duration);
+
+impl FromStr for DurationSetting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 45s, 30m, 12h, 7d"))?;
+        if d.is_zero() {
+            return Err(format!("`{s}`: the duration must be longer than zero"));
+        }
+        Ok(DurationSetting(d))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(LogFormat::Auto),
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format: use auto, text or json"
+            )),
+        }
+    }
+}
+
+/// Deserializes any `FromStr` setting from a TOML string, so the file and the environment
+/// accept exactly the same spelling.
+fn from_str_setting<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// One app as written in a `[[apps]]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppLayer {
+    appid: String,
+    name: Option<String>,
+    secret: Option<Secret>,
+    secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
+    content_check: Option<bool>,
+}
+
+/// One layer of settings; every field is optional so that layers can be merged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub wechat_api: Option<String>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub wechat_timeout: Option<DurationSetting>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub wechat_connect_timeout: Option<DurationSetting>,
+    pub appid: Option<String>,
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    pub content_check: Option<bool>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub token_ttl: Option<DurationSetting>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub session_max_age: Option<DurationSetting>,
+    pub max_sessions_per_user: Option<u32>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub login_rate_limit: Option<RateSetting>,
+    pub trust_proxy: Option<bool>,
+    pub avatar_max_bytes: Option<u64>,
+    pub log: Option<String>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub log_format: Option<LogFormat>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub shutdown_timeout: Option<DurationSetting>,
+    #[serde(default)]
+    pub apps: Vec<AppLayer>,
+}
+
+macro_rules! merge_fields {
+    ($low:ident, $high:ident; $($field:ident),* $(,)?) => {
+        $( if $high.$field.is_some() { $low.$field = $high.$field; } )*
+    };
+}
+
+impl Layer {
+    /// Reads a TOML file; unknown keys are an error that names the key.
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        Layer::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text into a layer.
+    pub fn from_toml(text: &str) -> Result<Layer, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))
+    }
+
+    /// Reads the `WXAUTH_*` variables of `vars`. `WXAUTH_CONFIG` and `WXAUTH_LOG` are
+    /// read elsewhere or here as noted; other unknown `WXAUTH_*` names are an error, since
+    /// a misspelt variable would otherwise be silently ignored.
+    pub fn from_env(vars: &HashMap<String, String>) -> Result<Layer, ConfigError> {
+        fn parse<T: FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            value
+                .parse()
+                .map_err(|e: T::Err| invalid(name, e.to_string()))
+        }
+        let mut layer = Layer::default();
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("WXAUTH_") else {
+                continue;
+            };
+            match key {
+                "LISTEN" => layer.listen = Some(parse(name, value)?),
+                "DATA_DIR" => layer.data_dir = Some(PathBuf::from(value)),
+                "PUBLIC_URL" => layer.public_url = Some(value.clone()),
+                "WECHAT_API" => layer.wechat_api = Some(value.clone()),
+                "WECHAT_TIMEOUT" => layer.wechat_timeout = Some(parse(name, value)?),
+                "WECHAT_CONNECT_TIMEOUT" => {
+                    layer.wechat_connect_timeout = Some(parse(name, value)?)
+                }
+                "APPID" => layer.appid = Some(value.clone()),
+                "SECRET" => layer.secret = Some(Secret::new(value.clone())),
+                "SECRET_FILE" => layer.secret_file = Some(PathBuf::from(value)),
+                "CONTENT_CHECK" => layer.content_check = Some(parse(name, value)?),
+                "TOKEN_TTL" => layer.token_ttl = Some(parse(name, value)?),
+                "SESSION_MAX_AGE" => layer.session_max_age = Some(parse(name, value)?),
+                "MAX_SESSIONS_PER_USER" => layer.max_sessions_per_user = Some(parse(name, value)?),
+                "LOGIN_RATE_LIMIT" => layer.login_rate_limit = Some(parse(name, value)?),
+                "TRUST_PROXY" => layer.trust_proxy = Some(parse(name, value)?),
+                "AVATAR_MAX_BYTES" => layer.avatar_max_bytes = Some(parse(name, value)?),
+                "LOG" => layer.log = Some(value.clone()),
+                "LOG_FORMAT" => layer.log_format = Some(parse(name, value)?),
+                "SHUTDOWN_TIMEOUT" => layer.shutdown_timeout = Some(parse(name, value)?),
+                "CONFIG" => {}
+                _ => {
+                    return Err(invalid(
+                        name,
+                        "unknown setting; see the configuration reference in README.md",
+                    ));
+                }
+            }
+        }
+        Ok(layer)
+    }
+
+    /// Returns `self` overridden by every value that `high` sets.
+    pub fn merge(mut self, high: Layer) -> Layer {
+        let low = &mut self;
+        merge_fields!(low, high;
+            listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
+            appid, secret, secret_file, content_check, token_ttl, session_max_age,
+            max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
+            log_format, shutdown_timeout);
+        if !high.apps.is_empty() {
+            low.apps = high.apps;
+        }
+        self
+    }
+}
+
+/// Points at the line of a TOML error, when the parser knows it.
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+/// One configured mini program.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The mini program's AppID (`wx…`).
+    pub appid: String,
+    /// A name for people; defaults to the AppID.
+    pub name: String,
+    /// The AppSecret.
+    pub secret: Secret,
+    /// Whether nicknames go through WeChat's content check.
+    pub content_check: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub wechat_api: String,
+    /// The bound on one WeChat operation, retries included.
+    pub wechat_timeout: Duration,
+    pub wechat_connect_timeout: Duration,
+    pub apps: Vec<AppConfig>,
+    pub token_ttl: Duration,
+    pub session_max_age: Duration,
+    pub max_sessions_per_user: u32,
+    pub login_rate_limit: Option<Rate>,
+    pub trust_proxy: bool,
+    pub avatar_max_bytes: u64,
+    pub log: String,
+    pub log_format: LogFormat,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Dev mode: a built-in fake WeChat, never for production.
+    pub dev: bool,
+}
+
+impl Config {
+    /// Validates a merged layer. `dev` selects dev mode, which needs no AppSecret and
+    /// refuses a real one.
+    pub fn resolve(
+        layer: Layer,
+        dev: bool,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let apps = resolve_apps(&layer, dev, env)?;
+        let data_dir = match layer.data_dir {
+            Some(dir) => dir,
+            None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+
+        let public_url = match layer.public_url {
+            Some(url) => Some(validate_base_url("public_url", &url)?),
+            None => None,
+        };
+        let wechat_api = validate_base_url(
+            "wechat_api",
+            layer
+                .wechat_api
+                .as_deref()
+                .unwrap_or("https://api.weixin.qq.com"),
+        )?;
+        let token_ttl = layer
+            .token_ttl
+            .map_or(Duration::from_secs(7 * 86400), |d| d.0);
+        let session_max_age = layer
+            .session_max_age
+            .map_or(Duration::from_secs(90 * 86400), |d| d.0);
+        if token_ttl > session_max_age {
+            return Err(invalid(
+                "token_ttl",
+                "must not be longer than session_max_age",
+            ));
+        }
+        let max_sessions_per_user = layer.max_sessions_per_user.unwrap_or(10);
+        if max_sessions_per_user == 0 {
+            return Err(invalid("max_sessions_per_user", "must be at least 1"));
+        }
+        let avatar_max_bytes = layer.avatar_max_bytes.unwrap_or(2 * 1024 * 1024);
+        if avatar_max_bytes == 0 {
+            return Err(invalid("avatar_max_bytes", "must be at least 1"));
+        }
+        Ok(Config {
+            listen: layer
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            public_url,
+            wechat_api,
+            wechat_timeout: layer.wechat_timeout.map_or(Duration::from_secs(8), |d| d.0),
+            wechat_connect_timeout: layer
+                .wechat_connect_timeout
+                .map_or(Duration::from_secs(2), |d| d.0),
+            apps,
+            token_ttl,
+            session_max_age,
+            max_sessions_per_user,
+            login_rate_limit: layer.login_rate_limit.map_or(
+                Some(Rate {
+                    count: 120,
+                    per: Duration::from_secs(60),
+                }),
+                |r| r.0,
+            ),
+            trust_proxy: layer.trust_proxy.unwrap_or(false),
+            avatar_max_bytes,
+            log: layer.log.unwrap_or_else(|| "info".to_owned()),
+            log_format: layer.log_format.unwrap_or_default(),
+            shutdown_timeout: layer
+                .shutdown_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
+            dev,
+        })
+    }
+
+    /// The app a login names, or the only one when none is named.
+    pub fn app(&self, appid: Option<&str>) -> Option<&AppConfig> {
+        match appid {
+            Some(appid) => self.apps.iter().find(|a| a.appid == appid),
+            None if self.apps.len() == 1 => self.apps.first(),
+            None => None,
+        }
+    }
+}
+
+/// The platform's data directory for wxauth, e.g. `~/.local/share/wxauth`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "wxauth").map(|d| d.data_dir().to_owned())
+}
+
+fn validate_base_url(name: &str, url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| invalid(name, format!("`{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(invalid(name, format!("`{url}` must be an http(s) URL")));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Secret::new(text.trim().to_owned()))
+}
+
+fn resolve_apps(
+    layer: &Layer,
+    dev: bool,
+    env: &HashMap<String, String>,
+) -> Result<Vec<AppConfig>, ConfigError> {
+    if layer.appid.is_some() && !layer.apps.is_empty() {
+        return Err(invalid(
+            "appid",
+            "set either one app (appid, secret) or [[apps]] tables, not both",
+        ));
+    }
+    let mut apps = Vec::new();
+    let default_content_check = layer.content_check.unwrap_or(false);
+    let single = layer.appid.as_ref().map(|appid| AppLayer {
+        appid: appid.clone(),
+        secret: layer.secret.clone(),
+        secret_file: layer.secret_file.clone(),
+        ..AppLayer::default()
+    });
+    if single.is_none() && (layer.secret.is_some() || layer.secret_file.is_some()) && !dev {
+        return Err(invalid("appid", "a secret is set but no appid"));
+    }
+    for app in single.iter().chain(&layer.apps) {
+        if !is_valid_appid(&app.appid) {
+            return Err(invalid(
+                "appid",
+                format!(
+                    "`{}` is not an AppID (letters and digits, like wx1234567890abcdef)",
+                    app.appid
+                ),
+            ));
+        }
+        if apps.iter().any(|a: &AppConfig| a.appid == app.appid) {
+            return Err(invalid(
+                "appid",
+                format!("`{}` is configured twice", app.appid),
+            ));
+        }
+        let secret = match (&app.secret, &app.secret_file, &app.secret_env) {
+            (Some(s), None, None) => Some(s.clone()),
+            (None, Some(path), None) => Some(read_secret_file(path)?),
+            (None, None, Some(var)) => {
+                Some(Secret::new(env.get(var).cloned().ok_or_else(|| {
+                    invalid(
+                        format!("apps.{}.secret_env", app.appid),
+                        format!("the environment variable {var} is not set"),
+                    )
+                })?))
+            }
+            (None, None, None) => None,
+            _ => {
+                return Err(invalid(
+                    format!("{} secret", app.appid),
+                    "give only one of secret, secret_file and secret_env",
+                ));
+            }
+        };
+        let secret = match (secret, dev) {
+            (Some(s), _) if s.expose().is_empty() => {
+                return Err(invalid(format!("{} secret", app.appid), "is empty"));
+            }
+            (Some(_), true) => {
+                return Err(invalid(
+                    "--dev",
+                    "dev mode refuses to start with a real AppSecret configured; \
+                     remove the secret or run without --dev",
+                ));
+            }
+            (Some(s), false) => s,
+            (None, true) => Secret::new("dev-secret".to_owned()),
+            (None, false) => {
+                return Err(invalid(
+                    format!("{} secret", app.appid),
+                    "no AppSecret: set WXAUTH_SECRET, WXAUTH_SECRET_FILE, or secret/secret_file/secret_env in [[apps]]",
+                ));
+            }
+        };
+        apps.push(AppConfig {
+            appid: app.appid.clone(),
+            name: app.name.clone().unwrap_or_else(|| app.appid.clone()),
+            secret,
+            content_check: app.content_check.unwrap_or(default_content_check),
+        });
+    }
+    if dev {
+        if layer.secret.is_some() || layer.secret_file.is_some() {
+            return Err(invalid(
+                "--dev",
+                "dev mode refuses to start with a real AppSecret configured; \
+                 remove the secret or run without --dev",
+            ));
+        }
+        if apps.is_empty() {
+            apps.push(AppConfig {
+                appid: DEV_APPID.to_owned(),
+                name: "development".to_owned(),
+                secret: Secret::new("dev-secret".to_owned()),
+                content_check: default_content_check,
+            });
+        }
+    }
+    if apps.is_empty() {
+        return Err(invalid(
+            "appid",
+            "no app configured: set WXAUTH_APPID and WXAUTH_SECRET, add [[apps]] to the config file, \
+             or try it out with `wxauth serve --dev`",
+        ));
+    }
+    Ok(apps)
+}
+
+fn is_valid_appid(appid: &str) -> bool {
+    (2..=64).contains(&appid.len()) && appid.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn resolve(layer: Layer) -> Result<Config, ConfigError> {
+        let layer = Layer {
+            data_dir: Some("/nonexistent".into()),
+            ..Layer::default()
+        }
+        .merge(layer);
+        Config::resolve(layer, false, &HashMap::new())
+    }
+
+    #[test]
+    fn later_layers_override_earlier_ones() {
+        let file = Layer::from_toml(
+            "listen = \"127.0.0.1:9000\"\ntoken_ttl = \"1d\"\nappid = \"wxfile\"\nsecret = \"s1\"\nmax_sessions_per_user = 3\n",
+        )
+        .unwrap();
+        let from_env = Layer::from_env(&env(&[
+            ("WXAUTH_TOKEN_TTL", "2h"),
+            ("WXAUTH_APPID", "wxenv"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        let flags = Layer {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Layer::default()
+        };
+        let config = resolve(file.merge(from_env).merge(flags)).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(config.token_ttl, Duration::from_secs(7200));
+        assert_eq!(config.apps[0].appid, "wxenv");
+        assert_eq!(config.apps[0].secret.expose(), "s1");
+        assert_eq!(config.max_sessions_per_user, 3);
+        assert_eq!(config.session_max_age, Duration::from_secs(90 * 86400));
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let config = resolve(Layer {
+            appid: Some("wx1".into()),
+            secret: Some(Secret::new("s".into())),
+            ..Layer::default()
+        })
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.wechat_api, "https://api.weixin.qq.com");
+        assert_eq!(config.token_ttl, Duration::from_secs(7 * 86400));
+        assert_eq!(config.max_sessions_per_user, 10);
+        assert_eq!(
+            config.login_rate_limit,
+            Some(Rate {
+                count: 120,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert!(!config.trust_proxy);
+        assert_eq!(config.avatar_max_bytes, 2_097_152);
+        assert_eq!(config.log_format, LogFormat::Auto);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Layer::from_toml("listen = \"127.0.0.1:1\"\ntoken_tll = \"1d\"\n").unwrap_err();
+        assert!(err.contains("token_tll"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Layer::from_toml("[[apps]]\nappid = \"wx1\"\nsecrett = \"x\"\n").unwrap_err();
+        assert!(err.contains("secrett"), "{err}");
+        let err = Layer::from_env(&env(&[("WXAUTH_TOKEN_TLL", "1d")])).unwrap_err();
+        assert!(err.to_string().contains("WXAUTH_TOKEN_TLL"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = Layer::from_toml("token_ttl = \"soon\"").unwrap_err();
+        assert!(err.contains("not a duration"), "{err}");
+        let err = Layer::from_env(&env(&[("WXAUTH_LOGIN_RATE_LIMIT", "5/fortnight")])).unwrap_err();
+        assert!(err.to_string().contains("rate unit"), "{err}");
+        let err = Layer::from_env(&env(&[("WXAUTH_LISTEN", "localhost")])).unwrap_err();
+        assert!(err.to_string().contains("WXAUTH_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn rates_and_durations_parse() {
+        assert_eq!("off".parse::<RateSetting>().unwrap(), RateSetting(None));
+        assert_eq!(
+            "5/s".parse::<RateSetting>().unwrap().0,
+            Some(Rate {
+                count: 5,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            "10/h".parse::<RateSetting>().unwrap().0.unwrap().per,
+            Duration::from_secs(3600)
+        );
+        assert!("0/s".parse::<RateSetting>().is_err());
+        for (text, secs) in [("45s", 45), ("30m", 1800), ("12h", 43200), ("7d", 604800)] {
+            assert_eq!(text.parse::<DurationSetting>().unwrap().0.as_secs(), secs);
+        }
+        assert!("0s".parse::<DurationSetting>().is_err());
+    }
+
+    #[test]
+    fn a_missing_secret_is_a_clear_error() {
+        let err = resolve(Layer {
+            appid: Some("wx1".into()),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no AppSecret"), "{err}");
+        let err = resolve(Layer::default()).unwrap_err();
+        assert!(err.to_string().contains("no app configured"), "{err}");
+    }
+
+    #[test]
+    fn several_apps_and_secret_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("secret");
+        std::fs::write(&secret_path, "from-file\n").unwrap();
+        let text = format!(
+            "[[apps]]\nappid = \"wxa\"\nname = \"Shop\"\nsecret = \"sa\"\n\
+             [[apps]]\nappid = \"wxb\"\nsecret_file = \"{}\"\ncontent_check = true\n\
+             [[apps]]\nappid = \"wxc\"\nsecret_env = \"C_SECRET\"\n",
+            secret_path.display()
+        );
+        let layer = Layer {
+            data_dir: Some("/nonexistent".into()),
+            ..Layer::default()
+        }
+        .merge(Layer::from_toml(&text).unwrap());
+        let config = Config::resolve(layer, false, &env(&[("C_SECRET", "from-env")])).unwrap();
+        assert_eq!(config.apps.len(), 3);
+        assert_eq!(config.apps[0].name, "Shop");
+        assert_eq!(config.apps[1].secret.expose(), "from-file");
+        assert!(config.apps[1].content_check);
+        assert_eq!(config.apps[2].secret.expose(), "from-env");
+        assert!(
+            config.app(None).is_none(),
+            "several apps need an explicit appid"
+        );
+        assert_eq!(config.app(Some("wxb")).unwrap().appid, "wxb");
+    }
+
+    #[test]
+    fn dev_mode_refuses_a_real_secret() {
+        let layer = Layer {
+            data_dir: Some("/nonexistent".into()),
+            appid: Some("wx1".into()),
+            secret: Some(Secret::new("real".into())),
+            ..Layer::default()
+        };
+        let err = Config::resolve(layer, true, &HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains("dev mode refuses"), "{err}");
+        let layer = Layer {
+            data_dir: Some("/nonexistent".into()),
+            ..Layer::default()
+        };
+        let config = Config::resolve(layer, true, &HashMap::new()).unwrap();
+        assert_eq!(config.apps[0].appid, DEV_APPID);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = resolve(Layer {
+            appid: Some("wx1".into()),
+            secret: Some(Secret::new("hunter2-app-secret".into())),
+            ..Layer::default()
+        })
+        .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The SQLite database: opening it with the durability settings wxauth relies on,
+//! bringing its schema up to date, and the two ways in: reads on pooled read-only
+//! connections, and writes through the single writer thread.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::Writer;
+
+/// The schema of a new database.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// Migrations from each older version to the next, in order: `(version reached, SQL)`.
+/// Version 1 is `schema.sql` itself.
+const MIGRATIONS: &[(i64, &str)] = &[];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 16;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the database is at schema version {found}, newer than this wxauth understands \
+         ({SCHEMA_VERSION}); run a newer wxauth or restore a backup"
+    )]
+    TooNew { found: i64 },
+    #[error("cannot prepare the database file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the write was not committed")]
+    NotCommitted,
+    #[error("the database writer has stopped")]
+    WriterStopped,
+    #[error("a database task failed: {0}")]
+    Task(String),
+}
+
+/// The database: a writer and a pool of readers over one file.
+pub struct Db {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed, mode 0600) and migrates the database at `path`, and
+    /// starts its writer thread.
+    pub fn open(path: &Path) -> Result<Arc<Db>, DbError> {
+        create_private(path)?;
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn)?;
+        Ok(Arc::new(Db {
+            path: path.to_owned(),
+            readers: Mutex::new(Vec::new()),
+            writer: Writer::start(conn),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read-only connection, on a blocking thread so the async runtime
+    /// never waits on SQLite.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || db.read_blocking(f))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` on a read-only connection on the calling thread; for the CLI and for
+    /// code already on a blocking thread.
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let conn = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => open_connection(&self.path, true)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().expect("reader pool poisoned");
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` in the writer's next transaction and returns once that transaction is
+    /// durably committed. If `f` fails, only its own changes are rolled back.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Queues `f` without waiting for it; for bookkeeping that may be lost (such as
+    /// `last_seen_at`) and must not slow the request down.
+    pub fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&Connection) -> Result<(), DbError> + Send + 'static,
+    {
+        self.writer.submit_detached(f);
+    }
+
+    /// Finishes queued writes and stops the writer; later writes fail.
+    pub async fn close(&self) {
+        self.writer.stop().await;
+        self.readers.lock().expect("reader pool poisoned").clear();
+    }
+}
+
+fn create_private(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file_err = |source| DbError::File {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(file_err)?;
+    crate::datadir::restrict_file(path).map_err(file_err)
+}
+
+/// Opens one connection with the settings every connection needs.
+pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if !read_only {
+        // WAL lets readers work while the writer commits; FULL makes every commit
+        // durable, so an acknowledged write survives a crash or a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(DbError::TooNew { found: version });
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    }
+    for (reached, sql) in MIGRATIONS {
+        if version < *reached {
+            tx.execute_batch(sql)?;
+        }
+    }
+    if version != SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_database_is_private_versioned_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        db.read_blocking(|c| {
+            let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            assert_eq!(v, SCHEMA_VERSION);
+            let mode: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+            assert_eq!(mode, "wal");
+            let sync: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+            assert_eq!(sync, 2, "synchronous=FULL");
+            let fk: i64 = c.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+            assert_eq!(fk, 1);
+            Ok(())
+        })
+        .unwrap();
+        db.close().await;
+        drop(db);
+        // Opening again leaves the schema alone.
+        Db::open(&path).unwrap().close().await;
+    }
+
+    #[test]
+    fn a_newer_database_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = Db::open(&path).unwrap_err();
+        assert!(matches!(err, DbError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("newer than this wxauth"));
+    }
+}

@@ -1,0 +1,147 @@
+//! The work behind each route: decode the request, call the domain, encode the answer.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::{self, Reply, Response};
+
+use super::body::RawBody;
+use super::error::{ApiError, ErrorCode};
+use super::views::{SessionInfo, TokenResponse, UserView};
+use crate::app::AppState;
+use crate::login::{self, LoginOutcome};
+use crate::profile;
+use crate::sessions::{self, Authenticated};
+use crate::store;
+
+pub fn healthz(state: &AppState) -> Response {
+    let body = if state.config.dev {
+        json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": "dev",
+            "warning": "DEV MODE: logins go to a built-in fake WeChat; never use this in production",
+        })
+    } else {
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "mode": "production"})
+    };
+    reply::json(&body).into_response()
+}
+
+pub async fn readyz(state: &Arc<AppState>) -> Result<Response, ApiError> {
+    state
+        .db
+        .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "readiness check failed");
+            ApiError::new(ErrorCode::Internal, "the database is not answering")
+        })?;
+    Ok(reply::json(&json!({"status": "ready"})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    code: String,
+    #[serde(default)]
+    appid: Option<String>,
+}
+
+pub async fn login(state: &Arc<AppState>, body: RawBody) -> Result<Response, ApiError> {
+    let request: LoginRequest = body.required_json()?;
+    login::validate_code(&request.code)?;
+    let app = state.config.app(request.appid.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownApp,
+            match &request.appid {
+                Some(_) => "`appid` names no app configured on this server",
+                None => "several apps are configured: send `appid` with the login",
+            },
+        )
+    })?;
+    let outcome = login::login(state, app, &request.code).await?;
+    Ok(token_response(state, &outcome))
+}
+
+fn token_response(state: &AppState, outcome: &LoginOutcome) -> Response {
+    reply::json(&TokenResponse::new(outcome, state.clock.now())).into_response()
+}
+
+pub async fn session(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<Response, ApiError> {
+    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    Ok(reply::json(&SessionInfo {
+        user: UserView::from(&auth.user),
+        session: (&auth.session).into(),
+    })
+    .into_response())
+}
+
+pub async fn refresh(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<Response, ApiError> {
+    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let session = sessions::refresh(state, &auth).await?;
+    // Re-signing moves the token onto the active key, so refreshing clients follow a
+    // key rotation without logging in again.
+    let outcome = LoginOutcome {
+        token: state.keyring().sign(&auth.secret),
+        session,
+        user: auth.user,
+        new_user: false,
+    };
+    Ok(token_response(state, &outcome))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutRequest {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn logout(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let request: LogoutRequest = body.json()?.unwrap_or_default();
+    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    sessions::logout(state, &auth, request.all).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn get_me(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<Response, ApiError> {
+    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    Ok(reply::json(&UserView::from(&auth.user)).into_response())
+}
+
+pub async fn patch_me(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let Authenticated { user, .. } =
+        sessions::authenticate(state, authorization.as_deref()).await?;
+    let patch = body.required_json()?;
+    let changes = profile::parse_patch(patch, state.config.public_url.as_deref())?;
+    if changes.is_empty() {
+        return Ok(reply::json(&UserView::from(&user)).into_response());
+    }
+    let now = state.clock.now();
+    let user_id = user.id;
+    let updated = state
+        .db
+        .write(move |c| store::update_profile(c, user_id, &changes, now))
+        .await?;
+    Ok(reply::json(&UserView::from(&updated)).into_response())
+}

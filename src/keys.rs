@@ -1,0 +1,175 @@
+//! The signing-key file (`keys.json` in the data directory, mode 0600): generated on
+//! first start, kept apart from the database so that a copy of the database alone cannot
+//! mint tokens.
+
+use std::io;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::datadir;
+use crate::random;
+use crate::token::{Keyring, is_valid_kid};
+
+/// Why the key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot access the key file {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("the key file {path} is damaged: {message}")]
+    Damaged { path: String, message: String },
+}
+
+/// One signing key as stored.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredKey {
+    /// The key id written into tokens.
+    pub kid: String,
+    /// The HMAC key, base64.
+    secret: String,
+    /// When it was made.
+    pub created_at: UnixTime,
+    /// When it stopped being accepted; `None` while it is accepted.
+    pub retired_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole key file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// The kid new tokens are signed with.
+    pub active: String,
+    /// Every key, retired ones included (so a retired kid is never reused).
+    pub keys: Vec<StoredKey>,
+}
+
+impl KeyFile {
+    /// A key file with one fresh key.
+    pub fn generate(now: UnixTime) -> KeyFile {
+        let key = new_key(now);
+        KeyFile {
+            active: key.kid.clone(),
+            keys: vec![key],
+        }
+    }
+
+    /// Reads the key file at `path`, creating it with a fresh key when it does not exist.
+    pub fn load_or_create(path: &Path, now: UnixTime) -> Result<KeyFile, KeyFileError> {
+        let io_err = |source| KeyFileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                datadir::restrict_file(path).map_err(io_err)?;
+                let file: KeyFile =
+                    serde_json::from_slice(&bytes).map_err(|e| KeyFileError::Damaged {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                file.keyring().map_err(|message| KeyFileError::Damaged {
+                    path: path.display().to_string(),
+                    message,
+                })?;
+                Ok(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = KeyFile::generate(now);
+                file.save(path)?;
+                Ok(file)
+            }
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Writes the key file atomically with mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), KeyFileError> {
+        let json = serde_json::to_vec_pretty(self).expect("key file serializes");
+        datadir::write_private_atomic(path, &json).map_err(|source| KeyFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The keyring of every key not retired.
+    pub fn keyring(&self) -> Result<Keyring, String> {
+        let mut decoded = Vec::new();
+        for key in self.keys.iter().filter(|k| k.retired_at.is_none()) {
+            if !is_valid_kid(&key.kid) {
+                return Err(format!("`{}` is not a valid key id", key.kid));
+            }
+            let bytes = STANDARD
+                .decode(&key.secret)
+                .map_err(|_| format!("key `{}` is not valid base64", key.kid))?;
+            if bytes.len() < 32 {
+                return Err(format!("key `{}` is shorter than 32 bytes", key.kid));
+            }
+            decoded.push((key.kid.as_str(), bytes));
+        }
+        Keyring::new(
+            &self.active,
+            decoded.iter().map(|(kid, b)| (*kid, b.as_slice())),
+        )
+        .ok_or_else(|| format!("the active key `{}` is missing or retired", self.active))
+    }
+}
+
+fn new_key(now: UnixTime) -> StoredKey {
+    let id: [u8; 4] = random::bytes();
+    let secret: [u8; 32] = random::bytes();
+    StoredKey {
+        kid: id.iter().map(|b| format!("{b:02x}")).collect(),
+        secret: STANDARD.encode(secret),
+        created_at: now,
+        retired_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::token::SessionSecret;
+
+    #[test]
+    fn first_start_creates_a_private_key_file_that_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let first = KeyFile::load_or_create(&path, 1000).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let again = KeyFile::load_or_create(&path, 2000).unwrap();
+        assert_eq!(first.active, again.active);
+        let token = first
+            .keyring()
+            .unwrap()
+            .sign(&SessionSecret::from_bytes([3; 16]));
+        assert!(again.keyring().unwrap().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = KeyFile::load_or_create(&path, 0).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+}

@@ -1,0 +1,27 @@
+//! wxauth: a self-hosted login and session server for WeChat Mini Programs.
+//!
+//! A mini program's `wx.login` code comes in, WeChat's `jscode2session` is asked who it
+//! belongs to, the user and session are kept in one SQLite file, and an HMAC-signed token
+//! goes back. `App` runs the whole server; the modules below are its parts.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod datadir;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod login;
+pub mod mock_wechat;
+pub mod profile;
+pub mod random;
+pub mod secret;
+pub mod server;
+pub mod sessions;
+pub mod store;
+pub mod token;
+pub mod wechat;
+
+pub use app::App;
+pub use config::Config;

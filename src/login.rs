@@ -1,0 +1,242 @@
+//! The `wx.login` exchange: a code in, a session out. A code that already led to a live
+//! session within its five minutes gives that session back (a retried request must not
+//! fail), and concurrent requests with one code share a single call to WeChat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ring::digest;
+use tokio::sync::OnceCell;
+
+use crate::app::AppState;
+use crate::clock::secs;
+use crate::config::AppConfig;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::sessions::{self, banned};
+use crate::store::{self, LoginWritten, NewLogin, SessionRow, UserRow};
+use crate::token::{SESSION_SECRET_LEN, SessionSecret};
+
+/// How long WeChat keeps a `wx.login` code valid, and so how long a replay is honoured.
+pub const CODE_LIFETIME_SECS: i64 = 300;
+
+/// A successful login, as the API reports it.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub token: String,
+    pub session: SessionRow,
+    pub user: UserRow,
+    pub new_user: bool,
+}
+
+type Shared = Arc<OnceCell<Result<LoginOutcome, ApiError>>>;
+
+/// Logins in flight, by code: the first request for a code does the work and the others
+/// wait for its result.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashMap<[u8; 32], Shared>>);
+
+/// Removes a code's entry once the last request waiting on it is done or gone.
+struct Leave<'a> {
+    inflight: &'a InFlight,
+    key: [u8; 32],
+    cell: Shared,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut map = self.inflight.0.lock().expect("in-flight map poisoned");
+        if let Some(current) = map.get(&self.key) {
+            // Two owners left: the map and this request.
+            if Arc::ptr_eq(current, &self.cell) && Arc::strong_count(&self.cell) <= 2 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Logs in with a `wx.login` code for `app`.
+pub async fn login(
+    state: &Arc<AppState>,
+    app: &AppConfig,
+    code: &str,
+) -> Result<LoginOutcome, ApiError> {
+    let key = code_hash(&app.appid, code);
+    if let Some(outcome) = replay(state, &app.appid, code, key).await? {
+        return Ok(outcome);
+    }
+    let cell = {
+        let mut map = state.logins.0.lock().expect("in-flight map poisoned");
+        Arc::clone(map.entry(key).or_default())
+    };
+    let leave = Leave {
+        inflight: &state.logins,
+        key,
+        cell: Arc::clone(&cell),
+    };
+    let result = cell
+        .get_or_init(|| fresh_login(state, app, code, key))
+        .await
+        .clone();
+    drop(leave);
+    result
+}
+
+/// Calls WeChat and records the login. Checks for a replay first: another request with
+/// the same code may have finished between our first look and now.
+async fn fresh_login(
+    state: &Arc<AppState>,
+    app: &AppConfig,
+    code: &str,
+    key: [u8; 32],
+) -> Result<LoginOutcome, ApiError> {
+    if let Some(outcome) = replay(state, &app.appid, code, key).await? {
+        return Ok(outcome);
+    }
+    let wx = state.wechat.code2session(app, code).await?;
+    let secret = SessionSecret::generate();
+    let now = state.clock.now();
+    let ttl = secs(state.config.token_ttl);
+    let max_expires_at = now.saturating_add(secs(state.config.session_max_age));
+    let new = NewLogin {
+        appid: app.appid.clone(),
+        openid: wx.openid,
+        unionid: wx.unionid,
+        secret_hash: secret.hash(),
+        code_hash: key,
+        sealed_sid: seal(&app.appid, code, secret.as_bytes()).to_vec(),
+        now,
+        expires_at: sessions::sliding_expiry(now, ttl, max_expires_at),
+        max_expires_at,
+        code_expires_at: now + CODE_LIFETIME_SECS,
+        max_sessions: state.config.max_sessions_per_user,
+    };
+    match state
+        .db
+        .write(move |c| store::record_login(c, &new))
+        .await?
+    {
+        LoginWritten::Banned(user) => Err(banned(&user)),
+        LoginWritten::Session {
+            session,
+            user,
+            new_user,
+        } => {
+            tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
+            Ok(LoginOutcome {
+                token: state.keyring().sign(&secret),
+                session,
+                user,
+                new_user,
+            })
+        }
+    }
+}
+
+/// The earlier result for this code, if it led to a session that is still live.
+async fn replay(
+    state: &Arc<AppState>,
+    appid: &str,
+    code: &str,
+    key: [u8; 32],
+) -> Result<Option<LoginOutcome>, ApiError> {
+    let now = state.clock.now();
+    let found = state
+        .db
+        .read(move |c| {
+            let Some(row) = store::login_code(c, &key, now)? else {
+                return Ok(None);
+            };
+            Ok(store::session_by_id(c, row.session_id)?.map(|(s, u)| (row, s, u)))
+        })
+        .await?;
+    let Some((row, session, user)) = found else {
+        return Ok(None);
+    };
+    if sessions::check_live(&session, now).is_err() {
+        return Ok(None);
+    }
+    if user.is_banned(now) {
+        return Err(banned(&user));
+    }
+    let sealed: [u8; SESSION_SECRET_LEN] = row
+        .sealed_sid
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
+    let secret = SessionSecret::from_bytes(seal(appid, code, &sealed));
+    tracing::info!(user = %user.public_id, session = %session.public_id, "login replayed");
+    Ok(Some(LoginOutcome {
+        token: state.keyring().sign(&secret),
+        session,
+        user,
+        new_user: row.new_user,
+    }))
+}
+
+/// The key a code is remembered under: a hash, so the database never holds codes.
+pub fn code_hash(appid: &str, code: &str) -> [u8; 32] {
+    tagged_hash(b"wxauth/login-code/id", appid, code)
+}
+
+/// Masks (and unmasks) a session secret with a pad derived from the code, so the stored
+/// record reveals the secret only to someone who holds the code itself. Each code is
+/// used once, so each pad is too.
+fn seal(appid: &str, code: &str, bytes: &[u8; SESSION_SECRET_LEN]) -> [u8; SESSION_SECRET_LEN] {
+    let pad = tagged_hash(b"wxauth/login-code/seal", appid, code);
+    let mut out = *bytes;
+    for (b, p) in out.iter_mut().zip(pad) {
+        *b ^= p;
+    }
+    out
+}
+
+fn tagged_hash(tag: &[u8], appid: &str, code: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for part in [tag, appid.as_bytes(), code.as_bytes()] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Checks a code's shape before anything is spent on it.
+pub fn validate_code(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() || code.len() > 512 || code.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "`code` must be the non-empty string that wx.login returned",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_and_depends_on_the_code() {
+        let secret = [9u8; SESSION_SECRET_LEN];
+        let sealed = seal("wx1", "code-a", &secret);
+        assert_ne!(sealed, secret);
+        assert_eq!(seal("wx1", "code-a", &sealed), secret);
+        assert_ne!(seal("wx1", "code-b", &sealed), secret);
+        assert_ne!(seal("wx2", "code-a", &sealed), secret);
+    }
+
+    #[test]
+    fn code_hashes_separate_apps_and_fields() {
+        assert_ne!(code_hash("wx1", "abc"), code_hash("wx2", "abc"));
+        assert_ne!(code_hash("wx1a", "bc"), code_hash("wx1", "abc"));
+        assert_eq!(code_hash("wx1", "abc"), code_hash("wx1", "abc"));
+    }
+
+    #[test]
+    fn codes_are_checked_for_shape() {
+        assert!(validate_code("071abc").is_ok());
+        assert!(validate_code("").is_err());
+        assert!(validate_code("a\nb").is_err());
+        assert!(validate_code(&"x".repeat(513)).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The `wxauth` executable; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    wxauth::cli::main()
+}

@@ -1,0 +1,235 @@
+//! Session rules: which token is accepted, when a session ends, how refresh slides its
+//! expiry without passing its absolute maximum, and logout.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::clock::{UnixTime, rfc3339, secs};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::store::{self, RevokeReason, SessionRow, UserRow};
+use crate::token::SessionSecret;
+
+/// How stale `last_seen_at` may get before a request updates it; keeps the hot path
+/// from writing on every call.
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// A request's verified identity.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: SessionRow,
+    pub user: UserRow,
+    /// The secret from the token, to sign a fresh token for the same session.
+    pub secret: SessionSecret,
+}
+
+/// The expiry a session gets when created or refreshed at `now`.
+pub fn sliding_expiry(now: UnixTime, ttl: i64, max_expires_at: UnixTime) -> UnixTime {
+    now.saturating_add(ttl).min(max_expires_at)
+}
+
+/// Seconds from `now` until `at`, never negative.
+pub fn seconds_until(at: UnixTime, now: UnixTime) -> i64 {
+    (at - now).max(0)
+}
+
+/// Whether a session may be used at `now`, and if not, the error that says why.
+pub fn check_live(session: &SessionRow, now: UnixTime) -> Result<(), ApiError> {
+    if let Some(reason) = &session.revoked_reason {
+        let why = match reason.as_str() {
+            "evicted" => {
+                "the session was ended because the user signed in on too many devices; log in again"
+            }
+            "admin" => "the session was revoked by an administrator; log in again",
+            _ => "the session was logged out; log in again",
+        };
+        return Err(ApiError::new(ErrorCode::SessionRevoked, why));
+    }
+    if session.revoked_at.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::SessionRevoked,
+            "the session was revoked; log in again",
+        ));
+    }
+    if now >= session.expires_at {
+        return Err(ApiError::new(
+            ErrorCode::TokenExpired,
+            "the session has expired; log in again",
+        ));
+    }
+    Ok(())
+}
+
+/// The `user_banned` error for `user`.
+pub fn banned(user: &UserRow) -> ApiError {
+    let mut message = format!(
+        "this user is banned until {}",
+        rfc3339(user.banned_until.unwrap_or_default())
+    );
+    if let Some(reason) = &user.ban_reason {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    ApiError::new(ErrorCode::UserBanned, message)
+}
+
+/// Extracts the token from an `Authorization: Bearer` header value.
+pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
+    let header = header.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "missing `Authorization: Bearer <token>` header",
+        )
+    })?;
+    match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Ok(token.trim())
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the Authorization header must be `Bearer <token>`",
+        )),
+    }
+}
+
+/// Verifies the bearer token and loads its live session and user.
+pub async fn authenticate(
+    state: &Arc<AppState>,
+    authorization: Option<&str>,
+) -> Result<Authenticated, ApiError> {
+    let token = bearer_token(authorization)?;
+    let secret = state.keyring().verify(token).map_err(|e| {
+        tracing::debug!(reason = %e, "token refused");
+        ApiError::new(ErrorCode::InvalidToken, "the token is not valid")
+    })?;
+    let hash = secret.hash();
+    let found = state
+        .db
+        .read(move |c| store::session_by_secret(c, &hash))
+        .await?;
+    let Some((session, user)) = found else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the token names no known session",
+        ));
+    };
+    let now = state.clock.now();
+    check_live(&session, now)?;
+    if user.is_banned(now) {
+        return Err(banned(&user));
+    }
+    if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+        let id = session.id;
+        state
+            .db
+            .write_detached(move |c| store::touch_session(c, id, now));
+    }
+    Ok(Authenticated {
+        session,
+        user,
+        secret,
+    })
+}
+
+/// Slides the session's expiry forward (never past its maximum age) and returns the
+/// updated session.
+pub async fn refresh(state: &Arc<AppState>, auth: &Authenticated) -> Result<SessionRow, ApiError> {
+    let now = state.clock.now();
+    let expires_at = sliding_expiry(
+        now,
+        secs(state.config.token_ttl),
+        auth.session.max_expires_at,
+    );
+    let id = auth.session.id;
+    state
+        .db
+        .write(move |c| store::refresh_session(c, id, expires_at, now))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::SessionRevoked,
+                "the session was revoked; log in again",
+            )
+        })
+}
+
+/// Revokes the current session, or all of the user's sessions.
+pub async fn logout(
+    state: &Arc<AppState>,
+    auth: &Authenticated,
+    all: bool,
+) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let (session_id, user_id) = (auth.session.id, auth.user.id);
+    state
+        .db
+        .write(move |c| {
+            if all {
+                store::revoke_user_sessions(c, user_id, now, RevokeReason::Logout).map(drop)
+            } else {
+                store::revoke_session(c, session_id, now, RevokeReason::Logout).map(drop)
+            }
+        })
+        .await?;
+    tracing::info!(user = %auth.user.public_id, all, "logout");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(expires_at: UnixTime) -> SessionRow {
+        SessionRow {
+            id: 1,
+            public_id: "s_1".into(),
+            user_id: 1,
+            created_at: 0,
+            expires_at,
+            max_expires_at: 1000,
+            last_seen_at: 0,
+            revoked_at: None,
+            revoked_reason: None,
+        }
+    }
+
+    #[test]
+    fn expiry_slides_but_stops_at_the_maximum() {
+        assert_eq!(sliding_expiry(100, 50, 1000), 150);
+        assert_eq!(sliding_expiry(980, 50, 1000), 1000);
+        assert_eq!(sliding_expiry(i64::MAX - 1, 50, i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn liveness_names_the_reason() {
+        assert!(check_live(&session(100), 99).is_ok());
+        assert_eq!(
+            check_live(&session(100), 100).unwrap_err().code,
+            ErrorCode::TokenExpired
+        );
+        let mut revoked = session(100);
+        revoked.revoked_at = Some(5);
+        revoked.revoked_reason = Some("evicted".into());
+        let err = check_live(&revoked, 10).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SessionRevoked);
+        assert!(err.message.contains("too many devices"));
+    }
+
+    #[test]
+    fn bearer_headers_are_parsed_strictly() {
+        assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer_token(Some("bearer abc")).unwrap(), "abc");
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic abc"),
+        ] {
+            assert_eq!(
+                bearer_token(bad).unwrap_err().code,
+                ErrorCode::InvalidToken,
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The queries: users, sessions and login codes as rows, and the statements that read
+//! and change them. Each function takes a connection, so the same code serves the
+//! writer thread, the read pool and the CLI.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::clock::UnixTime;
+use crate::db::DbError;
+use crate::random;
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: i64,
+    pub public_id: String,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub gender: i64,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub city: Option<String>,
+    pub language: Option<String>,
+    pub phone: Option<String>,
+    pub banned_until: Option<UnixTime>,
+    pub ban_reason: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl UserRow {
+    /// Whether a ban is in force at `now`.
+    pub fn is_banned(&self, now: UnixTime) -> bool {
+        self.banned_until.is_some_and(|until| until > now)
+    }
+}
+
+const USER_COLUMNS: &str = "u.id, u.public_id, u.appid, u.openid, u.unionid, u.nickname, \
+    u.avatar_url, u.gender, u.country, u.province, u.city, u.language, u.phone, \
+    u.banned_until, u.ban_reason, u.created_at, u.updated_at";
+
+fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(at)?,
+        public_id: r.get(at + 1)?,
+        appid: r.get(at + 2)?,
+        openid: r.get(at + 3)?,
+        unionid: r.get(at + 4)?,
+        nickname: r.get(at + 5)?,
+        avatar_url: r.get(at + 6)?,
+        gender: r.get(at + 7)?,
+        country: r.get(at + 8)?,
+        province: r.get(at + 9)?,
+        city: r.get(at + 10)?,
+        language: r.get(at + 11)?,
+        phone: r.get(at + 12)?,
+        banned_until: r.get(at + 13)?,
+        ban_reason: r.get(at + 14)?,
+        created_at: r.get(at + 15)?,
+        updated_at: r.get(at + 16)?,
+    })
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: i64,
+    pub public_id: String,
+    pub user_id: i64,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub max_expires_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub revoked_reason: Option<String>,
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.public_id, s.user_id, s.created_at, s.expires_at, \
+    s.max_expires_at, s.last_seen_at, s.revoked_at, s.revoked_reason";
+const SESSION_WIDTH: usize = 9;
+
+fn session_from_row(r: &Row) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        public_id: r.get(1)?,
+        user_id: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        max_expires_at: r.get(5)?,
+        last_seen_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+        revoked_reason: r.get(8)?,
+    })
+}
+
+fn session_and_user(r: &Row) -> rusqlite::Result<(SessionRow, UserRow)> {
+    Ok((session_from_row(r)?, user_from_row(r, SESSION_WIDTH)?))
+}
+
+/// The session stored under `secret_hash`, with its user.
+pub fn session_by_secret(
+    conn: &Connection,
+    secret_hash: &[u8; 32],
+) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([&secret_hash[..]], session_and_user)
+        .optional()?)
+}
+
+/// The session with internal id `id`, with its user.
+pub fn session_by_id(conn: &Connection, id: i64) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], session_and_user)
+        .optional()?)
+}
+
+/// The user with internal id `id`.
+pub fn user_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, DbError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], |r| user_from_row(r, 0))
+        .optional()?)
+}
+
+/// A remembered login code.
+#[derive(Debug, Clone)]
+pub struct LoginCodeRow {
+    pub session_id: i64,
+    pub sealed_sid: Vec<u8>,
+    pub new_user: bool,
+}
+
+/// The login code stored under `code_hash`, if it has not expired.
+pub fn login_code(
+    conn: &Connection,
+    code_hash: &[u8; 32],
+    now: UnixTime,
+) -> Result<Option<LoginCodeRow>, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT session_id, sealed_sid, new_user FROM login_codes \
+             WHERE code_hash = ?1 AND expires_at > ?2",
+        )?
+        .query_row(params![&code_hash[..], now], |r| {
+            Ok(LoginCodeRow {
+                session_id: r.get(0)?,
+                sealed_sid: r.get(1)?,
+                new_user: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Everything a successful WeChat login writes.
+#[derive(Debug)]
+pub struct NewLogin {
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub secret_hash: [u8; 32],
+    pub code_hash: [u8; 32],
+    pub sealed_sid: Vec<u8>,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+    pub max_expires_at: UnixTime,
+    pub code_expires_at: UnixTime,
+    pub max_sessions: u32,
+}
+
+/// What a login wrote.
+#[derive(Debug)]
+pub enum LoginWritten {
+    /// A session was created.
+    Session {
+        session: SessionRow,
+        user: UserRow,
+        new_user: bool,
+    },
+    /// The user is banned; nothing but the user row was written.
+    Banned(UserRow),
+}
+
+/// Finds or creates the user, creates the session, evicts sessions beyond the cap and
+/// remembers the code. Runs inside the writer's transaction.
+pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten, DbError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (public_id, appid, openid, unionid, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (appid, openid) DO NOTHING",
+        )?
+        .execute(params![
+            random::public_id("u_"),
+            login.appid,
+            login.openid,
+            login.unionid,
+            login.now
+        ])?;
+    let new_user = inserted == 1;
+    if !new_user && login.unionid.is_some() {
+        conn.prepare_cached(
+            "UPDATE users SET unionid = ?3, updated_at = ?4 \
+             WHERE appid = ?1 AND openid = ?2 AND unionid IS NOT ?3",
+        )?
+        .execute(params![login.appid, login.openid, login.unionid, login.now])?;
+    }
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.appid = ?1 AND u.openid = ?2");
+    let user = conn
+        .prepare_cached(&sql)?
+        .query_row(params![login.appid, login.openid], |r| user_from_row(r, 0))?;
+    if user.is_banned(login.now) {
+        return Ok(LoginWritten::Banned(user));
+    }
+
+    let public_id = random::public_id("s_");
+    conn.prepare_cached(
+        "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
+         max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
+    )?
+    .execute(params![
+        public_id,
+        &login.secret_hash[..],
+        user.id,
+        login.now,
+        login.expires_at,
+        login.max_expires_at
+    ])?;
+    let session_id = conn.last_insert_rowid();
+    evict_beyond(conn, user.id, login.max_sessions, login.now)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        &login.code_hash[..],
+        session_id,
+        login.sealed_sid,
+        new_user,
+        login.code_expires_at
+    ])?;
+    let session = SessionRow {
+        id: session_id,
+        public_id,
+        user_id: user.id,
+        created_at: login.now,
+        expires_at: login.expires_at,
+        max_expires_at: login.max_expires_at,
+        last_seen_at: login.now,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    Ok(LoginWritten::Session {
+        session,
+        user,
+        new_user,
+    })
+}
+
+/// Revokes a user's oldest live sessions so that at most `keep` remain.
+fn evict_beyond(conn: &Connection, user_id: i64, keep: u32, now: UnixTime) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE sessions SET revoked_at = ?3, revoked_reason = 'evicted' WHERE id IN ( \
+             SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL \
+             AND expires_at > ?3 ORDER BY id DESC LIMIT -1 OFFSET ?2)",
+    )?
+    .execute(params![user_id, keep, now])?;
+    Ok(())
+}
+
+/// Moves a live session's expiry to `expires_at`; returns the updated row, or `None`
+/// when the session was revoked in the meantime.
+pub fn refresh_session(
+    conn: &Connection,
+    session_id: i64,
+    expires_at: UnixTime,
+    now: UnixTime,
+) -> Result<Option<SessionRow>, DbError> {
+    let sql = format!(
+        "UPDATE sessions AS s SET expires_at = ?2, last_seen_at = ?3 \
+         WHERE s.id = ?1 AND s.revoked_at IS NULL RETURNING {SESSION_COLUMNS}"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![session_id, expires_at, now], session_from_row)
+        .optional()?)
+}
+
+/// Notes that a session was used; kept coarse by the caller to spare the writer.
+pub fn touch_session(conn: &Connection, session_id: i64, now: UnixTime) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2",
+    )?
+    .execute(params![session_id, now])?;
+    Ok(())
+}
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokeReason {
+    Logout,
+    Admin,
+}
+
+impl RevokeReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::Admin => "admin",
+        }
+    }
+}
+
+/// Revokes one session; returns whether it was live.
+pub fn revoke_session(
+    conn: &Connection,
+    session_id: i64,
+    now: UnixTime,
+    reason: RevokeReason,
+) -> Result<bool, DbError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 \
+             WHERE id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![session_id, now, reason.as_str()])?;
+    Ok(n == 1)
+}
+
+/// Revokes every session of a user; returns how many were live.
+pub fn revoke_user_sessions(
+    conn: &Connection,
+    user_id: i64,
+    now: UnixTime,
+    reason: RevokeReason,
+) -> Result<usize, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 \
+             WHERE user_id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![user_id, now, reason.as_str()])?)
+}
+
+/// A profile field a user may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileField {
+    Nickname,
+    AvatarUrl,
+    Gender,
+    Country,
+    Province,
+    City,
+    Language,
+}
+
+impl ProfileField {
+    /// The column (and JSON field) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileField::Nickname => "nickname",
+            ProfileField::AvatarUrl => "avatar_url",
+            ProfileField::Gender => "gender",
+            ProfileField::Country => "country",
+            ProfileField::Province => "province",
+            ProfileField::City => "city",
+            ProfileField::Language => "language",
+        }
+    }
+
+    /// Every field, in column order.
+    pub const ALL: [ProfileField; 7] = [
+        ProfileField::Nickname,
+        ProfileField::AvatarUrl,
+        ProfileField::Gender,
+        ProfileField::Country,
+        ProfileField::Province,
+        ProfileField::City,
+        ProfileField::Language,
+    ];
+}
+
+/// A new value for a profile field; `Clear` sets it back to its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Text(String),
+    Number(i64),
+    Clear,
+}
+
+/// Applies profile changes and returns the updated user.
+pub fn update_profile(
+    conn: &Connection,
+    user_id: i64,
+    changes: &[(ProfileField, FieldValue)],
+    now: UnixTime,
+) -> Result<UserRow, DbError> {
+    let mut sql = String::from("UPDATE users SET updated_at = ?1");
+    let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
+    for (field, value) in changes {
+        values.push(match value {
+            FieldValue::Text(t) => t.clone().into(),
+            FieldValue::Number(n) => (*n).into(),
+            FieldValue::Clear if *field == ProfileField::Gender => 0.into(),
+            FieldValue::Clear => rusqlite::types::Value::Null,
+        });
+        sql.push_str(&format!(", {} = ?{}", field.name(), values.len()));
+    }
+    values.push(user_id.into());
+    sql.push_str(&format!(" WHERE id = ?{}", values.len()));
+    conn.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values))?;
+    user_by_id(conn, user_id)?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}

@@ -1,0 +1,219 @@
+//! The client for WeChat's server API. Every call has a connect timeout and a total
+//! bound; WeChat's "system busy" (-1), 5xx answers and network faults are retried with
+//! jittered exponential backoff inside that bound. The request URL carries the AppSecret,
+//! so no error or log line ever includes it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::AppConfig;
+use crate::random;
+use crate::secret::Secret;
+
+/// What `jscode2session` returns on success.
+#[derive(Debug, Clone)]
+pub struct CodeSession {
+    pub openid: String,
+    pub unionid: Option<String>,
+    /// Never leaves the server.
+    pub session_key: Secret,
+}
+
+/// Why a WeChat call failed, in the terms the API answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeChatError {
+    /// 40029 or 40163: the code is invalid or already used.
+    #[error("WeChat rejected the code (errcode {0})")]
+    InvalidCode(i64),
+    /// 40226: WeChat blocked this user's login.
+    #[error("WeChat blocked the login (errcode 40226)")]
+    LoginBlocked,
+    /// 45011: WeChat's per-user rate limit.
+    #[error("WeChat's rate limit was hit (errcode 45011)")]
+    RateLimited,
+    /// A credential error or an answer that makes no sense; retrying will not help.
+    #[error("WeChat answered with something unusable: {0}")]
+    Unusable(String),
+    /// Timeouts, refused connections, 5xx or busy until the time ran out.
+    #[error("WeChat is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One attempt's outcome: done, or worth another try.
+enum Attempt<T> {
+    Done(Result<T, WeChatError>),
+    Retry(String),
+}
+
+/// The WeChat API client, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct WeChatClient {
+    http: reqwest::Client,
+    base: String,
+    total: Duration,
+}
+
+/// Installs ring as rustls's crypto provider (the only crypto library wxauth uses).
+pub fn install_crypto_provider() {
+    // Fails only when a provider is already installed, which is what we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[derive(Deserialize)]
+struct Code2SessionBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    openid: Option<String>,
+    #[serde(default)]
+    session_key: Option<String>,
+    #[serde(default)]
+    unionid: Option<String>,
+}
+
+impl WeChatClient {
+    /// A client for the API at `base` (no trailing slash).
+    pub fn new(
+        base: &str,
+        connect_timeout: Duration,
+        total: Duration,
+    ) -> Result<WeChatClient, reqwest::Error> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(total)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("wxauth/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(WeChatClient {
+            http,
+            base: base.to_owned(),
+            total,
+        })
+    }
+
+    /// Exchanges a `wx.login` code for the user's openid and session_key.
+    pub async fn code2session(
+        &self,
+        app: &AppConfig,
+        code: &str,
+    ) -> Result<CodeSession, WeChatError> {
+        let url = format!("{}/sns/jscode2session", self.base);
+        self.with_retries("jscode2session", || async {
+            let response = self
+                .http
+                .get(&url)
+                .query(&[
+                    ("appid", app.appid.as_str()),
+                    ("secret", app.secret.expose()),
+                    ("js_code", code),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await;
+            let body: Code2SessionBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            Attempt::Done(match body.errcode.unwrap_or(0) {
+                0 => match (body.openid, body.session_key) {
+                    (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => {
+                        Ok(CodeSession {
+                            openid,
+                            unionid: body.unionid.filter(|u| !u.is_empty()),
+                            session_key: Secret::new(key),
+                        })
+                    }
+                    _ => Err(WeChatError::Unusable(
+                        "a success without openid or session_key".into(),
+                    )),
+                },
+                -1 => return Attempt::Retry("system busy (errcode -1)".into()),
+                code @ (40029 | 40163) => Err(WeChatError::InvalidCode(code)),
+                40226 => Err(WeChatError::LoginBlocked),
+                45011 => Err(WeChatError::RateLimited),
+                other => Err(WeChatError::Unusable(format!("errcode {other}"))),
+            })
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it is done or the total bound is near, sleeping a jittered,
+    /// growing backoff between tries.
+    async fn with_retries<T, F, Fut>(&self, api: &str, mut attempt: F) -> Result<T, WeChatError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
+        let deadline = Instant::now() + self.total;
+        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let reason = match timeout_at(deadline, attempt()).await {
+                Ok(Attempt::Done(result)) => {
+                    if let Err(e) = &result {
+                        tracing::warn!(api, tries, error = %e, "WeChat call failed");
+                    }
+                    return result;
+                }
+                Ok(Attempt::Retry(reason)) => reason,
+                Err(_) => "timed out".to_owned(),
+            };
+            // Full jitter: a random wait up to the backoff, so retries spread out.
+            let pause = Duration::from_millis(random::below(backoff.as_millis() as u64 + 1));
+            if Instant::now() + pause >= deadline {
+                tracing::warn!(api, tries, reason, "WeChat unavailable; giving up");
+                return Err(WeChatError::Unavailable(reason));
+            }
+            tracing::debug!(api, tries, reason, ?pause, "retrying WeChat call");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Reads a JSON answer, sorting failures into final ones and ones worth retrying. The
+/// error's URL is dropped before it is described, since it holds the AppSecret.
+async fn read_json<T, R>(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, Attempt<R>>
+where
+    T: serde::de::DeserializeOwned,
+{
+    let response = response.map_err(|e| Attempt::Retry(describe(e)))?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
+    }
+    if !status.is_success() {
+        return Err(Attempt::Done(Err(WeChatError::Unusable(format!(
+            "HTTP {}",
+            status.as_u16()
+        )))));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Attempt::Retry(describe(e)))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        Attempt::Done(Err(WeChatError::Unusable(format!(
+            "an answer that is not the expected JSON ({} bytes)",
+            bytes.len()
+        ))))
+    })
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    format!("{kind}: {e}")
+}
