@@ -68,17 +68,16 @@ pub async fn login(
         let mut map = state.logins.0.lock().expect("in-flight map poisoned");
         Arc::clone(map.entry(key).or_default())
     };
-    let leave = Leave {
+    let joined = Leave {
         inflight: &state.logins,
         key,
-        cell: Arc::clone(&cell),
+        cell,
     };
-    let result = cell
+    joined
+        .cell
         .get_or_init(|| fresh_login(state, app, code, key))
         .await
-        .clone();
-    drop(leave);
-    result
+        .clone()
 }
 
 /// Calls WeChat and records the login. Checks for a replay first: another request with

@@ -1,7 +1,9 @@
 //! A fake WeChat API for dev mode, `wxauth mock-wechat`, tests and benchmarks.
 //!
 //! `jscode2session` understands these codes:
-//! - `dev:<name>`: always the same user `<name>` (with a unionid); usable any number of times.
+//! - `dev:<name>`: always the same user `<name>` (with a unionid); usable any number of
+//!   times. A suffix after `#` is ignored, so `dev:bob#1` and `dev:bob#2` are two codes
+//!   for one user.
 //! - `fail:<errcode>`: answers that WeChat errcode, e.g. `fail:40029`.
 //! - `busy:<n>:<code>`: answers -1 (system busy) the first `n` times, then as `<code>`.
 //! - `slow:<ms>:<code>`: waits `<ms>` milliseconds, then answers as `<code>`.
@@ -196,12 +198,12 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
         }
         _ => {}
     }
-    let session_key = STANDARD.encode(random::bytes::<16>());
     if let Some(name) = rest.strip_prefix("dev:") {
+        let name = name.split_once('#').map_or(name, |(name, _)| name);
         return warp::reply::json(&json!({
             "openid": derived_id("o", "openid", &appid, name),
             "unionid": derived_id("u", "unionid", "", name),
-            "session_key": session_key,
+            "session_key": dev_session_key(name),
         }))
         .into_response();
     }
@@ -216,9 +218,19 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
     }
     warp::reply::json(&json!({
         "openid": derived_id("o", "openid", &appid, &code),
-        "session_key": session_key,
+        "session_key": STANDARD.encode(random::bytes::<16>()),
     }))
     .into_response()
+}
+
+/// The session_key the fake hands out for `dev:<name>`: fixed per name, so tests can
+/// encrypt with it the way WeChat would.
+pub fn dev_session_key(name: &str) -> String {
+    let d = digest::digest(
+        &digest::SHA256,
+        format!("session_key\u{0}{name}").as_bytes(),
+    );
+    STANDARD.encode(&d.as_ref()[..16])
 }
 
 /// A stable, WeChat-shaped id (28 characters) for a name.

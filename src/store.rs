@@ -287,9 +287,11 @@ pub fn refresh_session(
     expires_at: UnixTime,
     now: UnixTime,
 ) -> Result<Option<SessionRow>, DbError> {
+    // RETURNING cannot name a table alias, so the columns are spelled out bare here.
+    let returning = SESSION_COLUMNS.replace("s.", "");
     let sql = format!(
-        "UPDATE sessions AS s SET expires_at = ?2, last_seen_at = ?3 \
-         WHERE s.id = ?1 AND s.revoked_at IS NULL RETURNING {SESSION_COLUMNS}"
+        "UPDATE sessions SET expires_at = ?2, last_seen_at = ?3 \
+         WHERE id = ?1 AND revoked_at IS NULL RETURNING {returning}"
     );
     Ok(conn
         .prepare_cached(&sql)?

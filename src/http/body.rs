@@ -73,7 +73,7 @@ fn is_json(content_type: &str) -> bool {
 }
 
 impl RawBody {
-    /// Parses the body as JSON into `T`; `None` when the body is empty.
+    /// Parses the body as a JSON object into `T`; `None` when the body is empty.
     pub fn json<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
         if self.bytes.is_empty() {
             return Ok(None);
@@ -83,6 +83,12 @@ impl RawBody {
                 ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with `Content-Type: application/json`",
             ));
+        }
+        // Every body of this API is an object; serde would otherwise also fill a struct
+        // from an array.
+        let first = self.bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(ApiError::invalid("the body must be a JSON object"));
         }
         serde_json::from_slice(&self.bytes)
             .map(Some)

@@ -61,13 +61,9 @@ pub fn routes(
             },
         );
     let me = warp::path!("v1" / "me");
-    let get_me = me
-        .and(warp::get())
-        .and(state.clone())
-        .and(auth)
-        .then(|s: Arc<AppState>, a: Option<String>| async move {
-            respond(handlers::get_me(&s, a).await)
-        });
+    let get_me = me.and(warp::get()).and(state.clone()).and(auth).then(
+        |s: Arc<AppState>, a: Option<String>| async move { respond(handlers::get_me(&s, a).await) },
+    );
     let patch_me = me
         .and(warp::patch())
         .and(state.clone())

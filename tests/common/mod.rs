@@ -1,0 +1,192 @@
+//! A real wxauth server started in-process on 127.0.0.1:0, with the fake WeChat on
+//! another loopback port, a clock the test controls and a private temporary data dir.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use wxauth::clock::ManualClock;
+use wxauth::config::{Config, Layer};
+use wxauth::mock_wechat::MockWeChat;
+use wxauth::secret::Secret;
+use wxauth::{App, datadir};
+
+/// The AppID the test server is configured with.
+pub const APPID: &str = "wxtest00000000001";
+/// The AppSecret the test server is configured with; it must never show up anywhere.
+pub const APP_SECRET: &str = "test-app-secret-5f2c9a";
+/// Where the test clock starts: 2026-11-30T10:00:00Z.
+pub const START: i64 = 1_796_032_800;
+
+pub struct TestServer {
+    pub app: Option<App>,
+    pub mock: MockWeChat,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl TestServer {
+    /// A server with the default settings, a short WeChat timeout and one app.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    /// A server whose settings `adjust` may change before it starts.
+    pub async fn start_with(adjust: impl FnOnce(&mut Layer)) -> TestServer {
+        let mock = MockWeChat::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut layer = Layer {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().join("data")),
+            wechat_api: Some(mock.base_url()),
+            appid: Some(APPID.into()),
+            secret: Some(Secret::new(APP_SECRET.into())),
+            wechat_timeout: Some("1s".parse().unwrap()),
+            ..Layer::default()
+        };
+        adjust(&mut layer);
+        let config = Config::resolve(layer, false, &HashMap::new()).unwrap();
+        let clock = ManualClock::new(START);
+        let app = App::start(config, Arc::new(clock.clone())).await.unwrap();
+        wxauth::wechat::install_crypto_provider();
+        let base = format!("http://{}", app.addr());
+        TestServer {
+            app: Some(app),
+            mock,
+            clock,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// `POST /v1/login` with `{"code": code}`.
+    pub async fn login(&self, code: &str) -> reqwest::Response {
+        self.post_json("/v1/login", &json!({ "code": code }), None)
+            .await
+    }
+
+    /// Logs in and returns the response body, insisting on 200.
+    pub async fn login_ok(&self, code: &str) -> Value {
+        let response = self.login(code).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "login with {code}: {body}");
+        body
+    }
+
+    /// Logs in and returns just the token.
+    pub async fn token(&self, code: &str) -> String {
+        self.login_ok(code).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn patch_me(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .patch(self.url("/v1/me"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A read-only connection to the server's database.
+    pub fn db(&self) -> Connection {
+        Connection::open_with_flags(
+            self.dir.path().join("data").join(datadir::DATABASE_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// Rows in `table`.
+    pub fn count(&self, table: &str) -> i64 {
+        self.db()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// A fingerprint of every row the API can change, to show a request changed nothing.
+    pub fn snapshot(&self) -> Vec<String> {
+        let db = self.db();
+        let mut rows = Vec::new();
+        for sql in [
+            "SELECT * FROM users ORDER BY id",
+            "SELECT * FROM sessions ORDER BY id",
+            "SELECT * FROM login_codes ORDER BY code_hash",
+        ] {
+            let mut stmt = db.prepare(sql).unwrap();
+            let width = stmt.column_count();
+            let mut query = stmt.query([]).unwrap();
+            while let Some(row) = query.next().unwrap() {
+                let cells: Vec<String> = (0..width)
+                    .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// Reads an error response and returns (status, code).
+pub async fn error_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+        .to_owned();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    (status, code)
+}

@@ -1,0 +1,198 @@
+//! The `wxauth` executable itself: startup errors and exit codes, file permissions, and
+//! a clean drain on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn wxauth(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wxauth"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WXAUTH_DATA_DIR", data_dir)
+        .env("WXAUTH_LOG_FORMAT", "json");
+    command
+}
+
+/// Runs to completion and returns (exit code, stderr).
+fn run(command: &mut Command) -> (i32, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dev_mode_refuses_a_real_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(wxauth(dir.path())
+        .args(["serve", "--dev"])
+        .env("WXAUTH_APPID", "wx123")
+        .env("WXAUTH_SECRET", "real-secret-value"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("dev mode refuses"), "{stderr}");
+    assert!(!stderr.contains("real-secret-value"));
+}
+
+#[test]
+fn a_missing_secret_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(wxauth(dir.path()).arg("serve").env("WXAUTH_APPID", "wx123"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no AppSecret"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (code, stderr) = run(wxauth(dir.path()).arg("serve"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("serve --dev"), "{stderr}");
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxauth.toml");
+    std::fs::write(
+        &config,
+        "appid = \"wx1\"\nsecret = \"s\"\nlisten_addr = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(wxauth(dir.path()).arg("serve"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("listen_addr"), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    let (code, stderr) = run(wxauth(dir.path())
+        .args(["serve", "--dev"])
+        .env("WXAUTH_TOKEN_TTL", "forever"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("WXAUTH_TOKEN_TTL"), "{stderr}");
+}
+
+#[test]
+fn a_newer_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("wxauth.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let (code, stderr) =
+        run(wxauth(dir.path()).args(["serve", "--dev", "--listen", "127.0.0.1:0"]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("newer than this wxauth"), "{stderr}");
+}
+
+#[test]
+fn help_is_available() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["mock-wechat", "--help"],
+    ] {
+        let output = wxauth(dir.path()).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
+    }
+    let (code, _) = run(wxauth(dir.path()).arg("serve").arg("--no-such-flag"));
+    assert_eq!(code, 2);
+}
+
+/// Starts `wxauth serve --dev` on a free port and returns the child and its address.
+fn start_dev_server(data_dir: &Path) -> (Child, String) {
+    let mut child = wxauth(data_dir)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not report its address");
+        };
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "wxauth is serving" {
+            let addr = entry["fields"]["addr"].as_str().unwrap().to_owned();
+            return (child, addr);
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr) = start_dev_server(&data);
+
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for file in ["wxauth.db", "keys.json"] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        wxauth::wechat::install_crypto_provider();
+        let http = reqwest::Client::new();
+        let slow_login = tokio::spawn({
+            let http = http.clone();
+            let url = format!("http://{addr}/v1/login");
+            async move {
+                http.post(url)
+                    .json(&serde_json::json!({"code": "slow:800:dev:vera"}))
+                    .send()
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let response = slow_login
+            .await
+            .unwrap()
+            .expect("the in-flight login was cut off");
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            http.get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .is_err(),
+            "new connections are refused once shutdown begins"
+        );
+    });
+
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let conn = rusqlite::Connection::open(data.join("wxauth.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let sessions: i64 = conn
+        .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 1, "the drained login was committed");
+}

@@ -1,0 +1,290 @@
+//! Tokens and sessions over HTTP: tampering, unknown keys, expiry with a moved clock,
+//! logout, eviction, refresh up to the absolute maximum, logout-all.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, error_of};
+use serde_json::{Value, json};
+use wxauth::token::{Keyring, SessionSecret};
+
+const DAY: u64 = 86400;
+
+async fn session_status(server: &TestServer, token: &str) -> (u16, String) {
+    let response = server.get("/v1/session", Some(token)).await;
+    if response.status() == 200 {
+        return (200, String::new());
+    }
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, code) = error_of(response).await;
+    if status == 401 {
+        assert_eq!(challenge.as_deref(), Some("Bearer error=\"invalid_token\""));
+    }
+    (status, code)
+}
+
+fn expired() -> (u16, String) {
+    (401, "token_expired".into())
+}
+
+fn revoked() -> (u16, String) {
+    (401, "session_revoked".into())
+}
+
+fn invalid() -> (u16, String) {
+    (401, "invalid_token".into())
+}
+
+#[tokio::test]
+async fn the_session_endpoint_describes_the_session() {
+    let server = TestServer::start().await;
+    let login = server.login_ok("dev:hana").await;
+    let token = login["token"].as_str().unwrap();
+    let response = server.get("/v1/session", Some(token)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"], login["user"]);
+    let session = &body["session"];
+    assert!(session["id"].as_str().unwrap().starts_with("s_"));
+    assert_eq!(session["created_at"], "2026-11-30T10:00:00Z");
+    assert_eq!(session["expires_at"], "2026-12-07T10:00:00Z");
+    assert_eq!(session["last_seen_at"], "2026-11-30T10:00:00Z");
+    let me: Value = server
+        .get("/v1/me", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me, login["user"]);
+}
+
+#[tokio::test]
+async fn missing_and_garbled_tokens_are_invalid() {
+    let server = TestServer::start().await;
+    let response = server.get("/v1/session", None).await;
+    assert_eq!(error_of(response).await, invalid());
+    for header in [
+        "Basic abc",
+        "Bearer",
+        "Bearer not-a-token",
+        "Bearer v1.a.b.c",
+    ] {
+        let response = server
+            .http
+            .get(server.url("/v1/me"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(response).await, invalid(), "{header}");
+    }
+}
+
+#[tokio::test]
+async fn every_tampered_byte_is_refused() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:ivan").await;
+    let mut refused = 0;
+    for i in 0..token.len() {
+        let mut bytes = token.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        if tampered == token {
+            continue;
+        }
+        assert_eq!(
+            session_status(&server, &tampered).await,
+            invalid(),
+            "{tampered}"
+        );
+        refused += 1;
+    }
+    assert!(refused >= token.len() - 1);
+    assert_eq!(session_status(&server, &token).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_an_unknown_key_is_invalid() {
+    let server = TestServer::start().await;
+    let stranger = Keyring::new("feedbeef", [("feedbeef", [7u8; 32].as_slice())]).unwrap();
+    let forged = stranger.sign(&SessionSecret::generate());
+    assert_eq!(session_status(&server, &forged).await, invalid());
+    // A well-signed token for a session that does not exist is invalid too.
+    let keys =
+        wxauth::keys::KeyFile::load_or_create(&server.dir.path().join("data").join("keys.json"), 0)
+            .unwrap();
+    let unknown = keys.keyring().unwrap().sign(&SessionSecret::generate());
+    assert_eq!(session_status(&server, &unknown).await, invalid());
+}
+
+#[tokio::test]
+async fn a_session_expires_after_the_ttl() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:jun").await;
+    server.clock.advance(Duration::from_secs(7 * DAY - 1));
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    server.clock.advance(Duration::from_secs(1));
+    assert_eq!(session_status(&server, &token).await, expired());
+    let response = server
+        .post_json("/v1/session/refresh", &json!({}), Some(&token))
+        .await;
+    assert_eq!(error_of(response).await, expired());
+}
+
+#[tokio::test]
+async fn refresh_slides_the_expiry_but_never_past_the_maximum_age() {
+    let server = TestServer::start_with(|l| {
+        l.token_ttl = Some("1d".parse().unwrap());
+        l.session_max_age = Some("3d".parse().unwrap());
+    })
+    .await;
+    let login = server.login_ok("dev:kai").await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    assert_eq!(login["expires_at"], "2026-12-01T10:00:00Z");
+
+    server.clock.advance(Duration::from_secs(20 * 3600));
+    let response = server
+        .post_json("/v1/session/refresh", &json!({}), Some(&token))
+        .await;
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    assert_eq!(refreshed["expires_at"], "2026-12-02T06:00:00Z");
+    assert_eq!(refreshed["expires_in"], DAY);
+    assert_eq!(refreshed["new_user"], false);
+    assert_eq!(refreshed["user"]["id"], login["user"]["id"]);
+    let token = refreshed["token"].as_str().unwrap().to_owned();
+
+    // Refreshing every 20 hours keeps it alive, until the absolute maximum.
+    for _ in 0..2 {
+        server.clock.advance(Duration::from_secs(20 * 3600));
+        let response = server
+            .post_json("/v1/session/refresh", &json!({}), Some(&token))
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    // Now at +60h; created at +0h; maximum at +72h.
+    let response = server
+        .post_json("/v1/session/refresh", &json!({}), Some(&token))
+        .await;
+    let capped: Value = response.json().await.unwrap();
+    assert_eq!(capped["expires_at"], "2026-12-03T10:00:00Z");
+    assert_eq!(capped["expires_in"], 12 * 3600);
+    server.clock.advance(Duration::from_secs(12 * 3600));
+    assert_eq!(session_status(&server, &token).await, expired());
+}
+
+#[tokio::test]
+async fn logout_revokes_the_session_only() {
+    let server = TestServer::start().await;
+    let phone = server.token("dev:lin#phone").await;
+    let tablet = server.token("dev:lin#tablet").await;
+    let response = server
+        .http
+        .post(server.url("/v1/logout"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(session_status(&server, &phone).await, revoked());
+    assert_eq!(session_status(&server, &tablet).await.0, 200);
+    let reason: String = server
+        .db()
+        .query_row(
+            "SELECT revoked_reason FROM sessions WHERE revoked_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reason, "logout");
+}
+
+#[tokio::test]
+async fn logout_all_revokes_every_session_of_the_user() {
+    let server = TestServer::start().await;
+    let a = server.token("dev:mei#1").await;
+    let b = server.token("dev:mei#2").await;
+    let other = server.token("dev:nils").await;
+    let response = server
+        .post_json("/v1/logout", &json!({"all": true}), Some(&a))
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(session_status(&server, &a).await, revoked());
+    assert_eq!(session_status(&server, &b).await, revoked());
+    assert_eq!(session_status(&server, &other).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_oldest_session_is_evicted_beyond_the_cap() {
+    let server = TestServer::start_with(|l| l.max_sessions_per_user = Some(2)).await;
+    let first = server.token("dev:omar#1").await;
+    let second = server.token("dev:omar#2").await;
+    let third = server.token("dev:omar#3").await;
+    let (status, code) = session_status(&server, &first).await;
+    assert_eq!((status, code.as_str()), (401, "session_revoked"));
+    let message: Value = server
+        .get("/v1/session", Some(&first))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        message["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many devices")
+    );
+    assert_eq!(session_status(&server, &second).await.0, 200);
+    assert_eq!(session_status(&server, &third).await.0, 200);
+    let evicted: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE revoked_reason = 'evicted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(evicted, 1);
+}
+
+#[tokio::test]
+async fn expired_sessions_do_not_count_against_the_cap() {
+    let server = TestServer::start_with(|l| l.max_sessions_per_user = Some(1)).await;
+    server.token("dev:pia#1").await;
+    server.clock.advance(Duration::from_secs(8 * DAY));
+    server.token("dev:pia#2").await;
+    let evicted: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE revoked_reason = 'evicted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(evicted, 0, "an expired session needs no eviction");
+}
+
+#[tokio::test]
+async fn last_seen_is_kept_coarsely() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:quinn").await;
+    server.clock.advance(Duration::from_secs(3600));
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    // The update is queued behind the request; wait for it to land.
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = server
+            .db()
+            .query_row("SELECT last_seen_at FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        if seen == common::START + 3600 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, common::START + 3600);
+}
