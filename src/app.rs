@@ -16,6 +16,7 @@ use crate::db::{Db, DbError};
 use crate::keys::{KeyFile, KeyFileError};
 use crate::login::InFlight;
 use crate::mock_wechat::MockWeChat;
+use crate::ratelimit::RateLimiter;
 use crate::server::{self, ConnectionLimits};
 use crate::token::Keyring;
 use crate::wechat::WeChatClient;
@@ -52,6 +53,10 @@ pub struct AppState {
     pub wechat: WeChatClient,
     pub clock: Arc<dyn Clock>,
     pub logins: InFlight,
+    /// Per client IP on `/v1/login`; `None` when switched off.
+    pub login_limiter: Option<RateLimiter>,
+    /// Per user on profile writes; `None` when switched off.
+    pub profile_limiter: Option<RateLimiter>,
     keyring: Keyring,
 }
 
@@ -112,10 +117,14 @@ impl App {
             source,
         })?;
         let limits = ConnectionLimits {
+            header_read_timeout: config.header_timeout,
             shutdown_grace: config.shutdown_timeout,
-            ..ConnectionLimits::default()
+            max_connections: config.max_connections as usize,
         };
+        raise_open_file_limit(config.max_connections);
         let state = Arc::new(AppState {
+            login_limiter: config.login_rate_limit.map(RateLimiter::new),
+            profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
             config,
             db,
             wechat,
@@ -158,5 +167,20 @@ impl App {
         if let Some(mock) = self.dev_wechat.take() {
             mock.shutdown().await;
         }
+    }
+}
+
+/// Lifts the soft limit on open files toward the hard limit, so the connection cap is
+/// what bounds connections rather than a small default descriptor limit.
+fn raise_open_file_limit(max_connections: u32) {
+    let wanted = u64::from(max_connections) + 256;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            open_files = got,
+            max_connections,
+            "the open-file limit is below max_connections; raise it (ulimit -n / LimitNOFILE)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }

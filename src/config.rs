@@ -182,6 +182,11 @@ pub struct Layer {
     pub log_format: Option<LogFormat>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub shutdown_timeout: Option<DurationSetting>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub header_timeout: Option<DurationSetting>,
+    pub max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub profile_rate_limit: Option<RateSetting>,
     #[serde(default)]
     pub apps: Vec<AppLayer>,
 }
@@ -249,6 +254,9 @@ impl Layer {
                 "LOG" => layer.log = Some(value.clone()),
                 "LOG_FORMAT" => layer.log_format = Some(parse(name, value)?),
                 "SHUTDOWN_TIMEOUT" => layer.shutdown_timeout = Some(parse(name, value)?),
+                "HEADER_TIMEOUT" => layer.header_timeout = Some(parse(name, value)?),
+                "MAX_CONNECTIONS" => layer.max_connections = Some(parse(name, value)?),
+                "PROFILE_RATE_LIMIT" => layer.profile_rate_limit = Some(parse(name, value)?),
                 "CONFIG" => {}
                 _ => {
                     return Err(invalid(
@@ -268,7 +276,7 @@ impl Layer {
             listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
             appid, secret, secret_file, content_check, token_ttl, session_max_age,
             max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
-            log_format, shutdown_timeout);
+            log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit);
         if !high.apps.is_empty() {
             low.apps = high.apps;
         }
@@ -321,6 +329,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How long a connection may take to send a request head; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: u32,
+    /// Per user, on `PATCH /v1/me` and the other profile writes.
+    pub profile_rate_limit: Option<Rate>,
     /// Dev mode: a built-in fake WeChat, never for production.
     pub dev: bool,
 }
@@ -366,6 +381,10 @@ impl Config {
         if max_sessions_per_user == 0 {
             return Err(invalid("max_sessions_per_user", "must be at least 1"));
         }
+        let max_connections = layer.max_connections.unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
         let avatar_max_bytes = layer.avatar_max_bytes.unwrap_or(2 * 1024 * 1024);
         if avatar_max_bytes == 0 {
             return Err(invalid("avatar_max_bytes", "must be at least 1"));
@@ -399,6 +418,17 @@ impl Config {
             shutdown_timeout: layer
                 .shutdown_timeout
                 .map_or(Duration::from_secs(10), |d| d.0),
+            header_timeout: layer
+                .header_timeout
+                .map_or(Duration::from_secs(10), |d| d.0),
+            max_connections,
+            profile_rate_limit: layer.profile_rate_limit.map_or(
+                Some(Rate {
+                    count: 30,
+                    per: Duration::from_secs(60),
+                }),
+                |r| r.0,
+            ),
             dev,
         })
     }

@@ -16,6 +16,7 @@ pub mod login;
 pub mod mock_wechat;
 pub mod profile;
 pub mod random;
+pub mod ratelimit;
 pub mod secret;
 pub mod server;
 pub mod sessions;

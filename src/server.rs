@@ -1,16 +1,20 @@
 //! Serving a warp filter over HTTP/1.1 through hyper directly, so that connections get a
-//! header-read timeout (warp's own `serve` sets none) and shutdown can drain in-flight
-//! requests within a bound.
+//! header-read timeout (warp's own `serve` sets none), their number is capped, and
+//! shutdown can drain in-flight requests within a bound. hyper starts the header timer
+//! whenever it waits for a request head, so the same timeout closes a connection that
+//! stalls halfway through its headers and one that sits idle between requests.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower_service::Service;
 use warp::Filter;
 use warp::reply::Response;
@@ -26,6 +30,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// How long in-flight requests get to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Connections served at once; beyond it, accepting pauses until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -33,6 +39,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -52,8 +59,13 @@ pub async fn serve<F>(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -79,6 +91,7 @@ pub async fn serve<F>(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -1,6 +1,8 @@
 //! The work behind each route: decode the request, call the domain, encode the answer.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -50,7 +52,14 @@ struct LoginRequest {
     appid: Option<String>,
 }
 
-pub async fn login(state: &Arc<AppState>, body: RawBody) -> Result<Response, ApiError> {
+pub async fn login(
+    state: &Arc<AppState>,
+    client: Option<IpAddr>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    if let (Some(limiter), Some(ip)) = (&state.login_limiter, client) {
+        limiter.check(ip).map_err(too_many)?;
+    }
     let request: LoginRequest = body.required_json()?;
     login::validate_code(&request.code)?;
     let app = state.config.app(request.appid.as_deref()).ok_or_else(|| {
@@ -132,6 +141,9 @@ pub async fn patch_me(
 ) -> Result<Response, ApiError> {
     let Authenticated { user, .. } =
         sessions::authenticate(state, authorization.as_deref()).await?;
+    if let Some(limiter) = &state.profile_limiter {
+        limiter.check(user.id).map_err(too_many)?;
+    }
     let patch = body.required_json()?;
     let changes = profile::parse_patch(patch, state.config.public_url.as_deref())?;
     if changes.is_empty() {
@@ -144,4 +156,14 @@ pub async fn patch_me(
         .write(move |c| store::update_profile(c, user_id, &changes, now))
         .await?;
     Ok(reply::json(&UserView::from(&updated)).into_response())
+}
+
+/// `rate_limited`, with `Retry-After` rounded up to whole seconds.
+fn too_many(wait: Duration) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError::new(
+        ErrorCode::RateLimited,
+        "too many requests; wait for the time in Retry-After and try again",
+    )
+    .retry_after(secs)
 }

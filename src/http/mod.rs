@@ -6,12 +6,14 @@ pub mod error;
 mod handlers;
 pub mod views;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use warp::Filter;
 use warp::reply::{Reply, Response};
 
 use crate::app::AppState;
+use crate::server::PeerAddr;
 use body::{JSON_LIMIT, RawBody};
 use error::ApiError;
 
@@ -20,6 +22,7 @@ pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
+    let trust_proxy = state.config.trust_proxy;
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = warp::header::optional::<String>("authorization");
 
@@ -34,8 +37,13 @@ pub fn routes(
     let login = warp::path!("v1" / "login")
         .and(warp::post())
         .and(state.clone())
+        .and(client_ip(trust_proxy))
         .and(body::limited(JSON_LIMIT))
-        .then(|s: Arc<AppState>, b: RawBody| async move { respond(handlers::login(&s, b).await) });
+        .then(
+            |s: Arc<AppState>, ip: Option<IpAddr>, b: RawBody| async move {
+                respond(handlers::login(&s, ip, b).await)
+            },
+        );
     let session = warp::path!("v1" / "session")
         .and(warp::get())
         .and(state.clone())
@@ -94,7 +102,46 @@ pub fn routes(
         .unify()
 }
 
+/// The client's address: the connection's peer, or with `trust_proxy` the address the
+/// proxy appended last to `X-Forwarded-For` (earlier entries are the client's own claims).
+fn client_ip(
+    trust_proxy: bool,
+) -> impl Filter<Extract = (Option<IpAddr>,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    warp::ext::optional::<PeerAddr>()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(move |peer: Option<PeerAddr>, forwarded: Option<String>| {
+            let peer = peer.map(|p| p.0.ip());
+            if !trust_proxy {
+                return peer;
+            }
+            forwarded.as_deref().and_then(last_forwarded).or(peer)
+        })
+}
+
+fn last_forwarded(header: &str) -> Option<IpAddr> {
+    header.rsplit(',').next()?.trim().parse().ok()
+}
+
 /// Sends a handler's result, success or error.
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_appended_address_is_the_last_one() {
+        assert_eq!(
+            last_forwarded("6.6.6.6, 10.0.0.7"),
+            Some("10.0.0.7".parse().unwrap())
+        );
+        assert_eq!(
+            last_forwarded("2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(last_forwarded("garbage"), None);
+    }
 }
