@@ -3,7 +3,10 @@
 //! in-process on port 0 and read the bound address from it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -57,13 +60,18 @@ pub struct AppState {
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
     pub profile_limiter: Option<RateLimiter>,
-    keyring: Keyring,
+    keyring: RwLock<Arc<Keyring>>,
 }
 
 impl AppState {
-    /// The signing keys.
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The signing keys as of now; `wxauth keys rotate|retire` replace them while the
+    /// server runs.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.keyring.read().expect("keyring lock poisoned"))
+    }
+
+    fn replace_keyring(&self, keyring: Keyring) {
+        *self.keyring.write().expect("keyring lock poisoned") = Arc::new(keyring);
     }
 }
 
@@ -73,6 +81,7 @@ pub struct App {
     state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
+    key_watch: JoinHandle<()>,
     dev_wechat: Option<MockWeChat>,
 }
 
@@ -130,8 +139,9 @@ impl App {
             wechat,
             clock,
             logins: InFlight::default(),
-            keyring,
+            keyring: RwLock::new(Arc::new(keyring)),
         });
+        let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
         let serving = tokio::spawn(server::serve(listener, routes, limits, async {
@@ -142,6 +152,7 @@ impl App {
             state,
             stop: Some(stop),
             serving,
+            key_watch,
             dev_wechat,
         })
     }
@@ -163,9 +174,47 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.serving).await;
+        self.key_watch.abort();
         self.state.db.close().await;
         if let Some(mock) = self.dev_wechat.take() {
             mock.shutdown().await;
+        }
+    }
+}
+
+/// How often the key file is checked for changes made by `wxauth keys`.
+const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Reloads the signing keys whenever the key file is replaced. A damaged file is
+/// reported and ignored; the keys in use stay in use.
+async fn watch_keys(state: Arc<AppState>, path: PathBuf) {
+    let stamp = |path: &PathBuf| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    let mut ticks = tokio::time::interval(KEY_WATCH_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match KeyFile::load(&path).and_then(|file| {
+            file.keyring().map_err(|message| KeyFileError::Damaged {
+                path: path.display().to_string(),
+                message,
+            })
+        }) {
+            Ok(keyring) => {
+                tracing::info!(active = keyring.active_kid(), "signing keys reloaded");
+                state.replace_keyring(keyring);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the key file changed but cannot be used; keeping the current keys")
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The command line: `wxauth serve` and `wxauth mock-wechat`, their flags, and how they
-//! layer over the config file and the environment.
+//! The command line: `wxauth serve` and `wxauth mock-wechat`, their flags and how they
+//! layer over the config file and the environment; and the admin commands that work on a
+//! data directory beside a running server.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::{self, AdminError};
 use crate::app::App;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{Config, Layer, LogFormat, default_data_dir};
 use crate::datadir;
 use crate::mock_wechat::MockWeChat;
@@ -36,6 +38,78 @@ enum Command {
     Serve(ServeArgs),
     /// Run the fake WeChat API on its own port, for WeChat DevTools and tests.
     MockWechat(MockArgs),
+    /// Manage the token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// Where an admin command finds the data directory.
+#[derive(Debug, Args)]
+struct DataDirArg {
+    /// The data directory [default: the platform's data directory]
+    #[arg(long, value_name = "DIR", env = "WXAUTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf, AdminError> {
+        self.data_dir
+            .clone()
+            .or_else(default_data_dir)
+            .ok_or_else(|| AdminError::Refused("no data directory: pass --data-dir".into()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the signing keys.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new key active; tokens signed with older keys keep working.
+    Rotate {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Stop accepting tokens signed with a key, at once.
+    Retire {
+        /// The key id, as `keys list` shows it.
+        kid: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Ban a user: login and every authenticated call answer `user_banned`.
+    Ban {
+        /// The user's id (`u_…`).
+        user: String,
+        /// When the ban ends: a time (2026-12-31T00:00:00Z) or a duration (30d)
+        /// [default: never]
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Why; shown to the user in the error message.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Lift a user's ban.
+    Unban {
+        /// The user's id (`u_…`).
+        user: String,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +163,93 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::MockWechat(args) => runtime.block_on(mock_wechat(args)),
+        Command::Keys(command) => report(keys(command)),
+        Command::Users(command) => report(users(command)),
     }
+}
+
+/// Prints an admin command's failure and turns it into the exit code.
+fn report(result: Result<(), AdminError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wxauth: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+const RELOAD_NOTE: &str = "a running server picks this up within a second";
+
+fn keys(command: KeysCommand) -> Result<(), AdminError> {
+    let now = SystemClock.now();
+    match command {
+        KeysCommand::List { dir, json } => {
+            let file = admin::list_keys(&dir.resolve()?)?;
+            if json {
+                let keys: Vec<_> = file
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "kid": k.kid,
+                            "active": k.kid == file.active,
+                            "created_at": rfc3339(k.created_at),
+                            "retired_at": k.retired_at.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(keys));
+            } else {
+                println!("{:<18} {:<8} {:<22} RETIRED", "KID", "ACTIVE", "CREATED");
+                for k in &file.keys {
+                    println!(
+                        "{:<18} {:<8} {:<22} {}",
+                        k.kid,
+                        if k.kid == file.active { "yes" } else { "" },
+                        rfc3339(k.created_at),
+                        k.retired_at.map(rfc3339).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { dir } => {
+            let kid = admin::rotate_key(&dir.resolve()?, now)?;
+            println!("{kid}");
+            eprintln!("new tokens are now signed with key {kid}; {RELOAD_NOTE}");
+        }
+        KeysCommand::Retire { kid, dir } => {
+            admin::retire_key(&dir.resolve()?, &kid, now)?;
+            eprintln!("key {kid} is retired: its tokens no longer work; {RELOAD_NOTE}");
+        }
+    }
+    Ok(())
+}
+
+fn users(command: UsersCommand) -> Result<(), AdminError> {
+    let now = SystemClock.now();
+    match command {
+        UsersCommand::Ban {
+            user,
+            until,
+            reason,
+            dir,
+        } => {
+            let until = match until {
+                Some(text) => admin::parse_until(&text, now).map_err(AdminError::Refused)?,
+                None => admin::FOREVER,
+            };
+            let conn = admin::open_db(&dir.resolve()?)?;
+            admin::ban(&conn, &user, until, reason.as_deref(), now)?;
+            eprintln!("{user} is banned until {}", rfc3339(until));
+        }
+        UsersCommand::Unban { user, dir } => {
+            let conn = admin::open_db(&dir.resolve()?)?;
+            admin::unban(&conn, &user, now)?;
+            eprintln!("{user} is no longer banned");
+        }
+    }
+    Ok(())
 }
 
 /// Builds the configuration from defaults, file, environment and flags.

@@ -69,31 +69,31 @@ impl KeyFile {
 
     /// Reads the key file at `path`, creating it with a fresh key when it does not exist.
     pub fn load_or_create(path: &Path, now: UnixTime) -> Result<KeyFile, KeyFileError> {
-        let io_err = |source| KeyFileError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                datadir::restrict_file(path).map_err(io_err)?;
-                let file: KeyFile =
-                    serde_json::from_slice(&bytes).map_err(|e| KeyFileError::Damaged {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                file.keyring().map_err(|message| KeyFileError::Damaged {
-                    path: path.display().to_string(),
-                    message,
-                })?;
-                Ok(file)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        match KeyFile::load(path) {
+            Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 let file = KeyFile::generate(now);
                 file.save(path)?;
                 Ok(file)
             }
-            Err(e) => Err(io_err(e)),
+            other => other,
         }
+    }
+
+    /// Reads and checks an existing key file, tightening its mode to 0600.
+    pub fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
+        let io_err = |source| KeyFileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let damaged = |message: String| KeyFileError::Damaged {
+            path: path.display().to_string(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(io_err)?;
+        datadir::restrict_file(path).map_err(io_err)?;
+        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        file.keyring().map_err(damaged)?;
+        Ok(file)
     }
 
     /// Writes the key file atomically with mode 0600.
@@ -103,6 +103,38 @@ impl KeyFile {
             path: path.display().to_string(),
             source,
         })
+    }
+
+    /// Adds a fresh key and makes it the one new tokens are signed with. Tokens signed
+    /// with older keys stay valid until those keys are retired.
+    pub fn rotate(&mut self, now: UnixTime) -> &StoredKey {
+        let mut key = new_key(now);
+        while self.keys.iter().any(|k| k.kid == key.kid) {
+            key = new_key(now);
+        }
+        self.active = key.kid.clone();
+        self.keys.push(key);
+        self.keys.last().expect("just pushed")
+    }
+
+    /// Stops accepting tokens signed with `kid`. The active key cannot be retired: rotate
+    /// first, so there is always a key to sign with.
+    pub fn retire(&mut self, kid: &str, now: UnixTime) -> Result<(), String> {
+        if kid == self.active {
+            return Err(format!(
+                "`{kid}` is the active signing key; run `wxauth keys rotate` first"
+            ));
+        }
+        let key = self
+            .keys
+            .iter_mut()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| format!("there is no key `{kid}`; see `wxauth keys list`"))?;
+        if key.retired_at.is_some() {
+            return Err(format!("key `{kid}` is already retired"));
+        }
+        key.retired_at = Some(now);
+        Ok(())
     }
 
     /// The keyring of every key not retired.
@@ -162,6 +194,34 @@ mod tests {
             .unwrap()
             .sign(&SessionSecret::from_bytes([3; 16]));
         assert!(again.keyring().unwrap().verify(&token).is_ok());
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_and_retirement_ends_them() {
+        let mut file = KeyFile::generate(0);
+        let old_kid = file.active.clone();
+        let old_token = file
+            .keyring()
+            .unwrap()
+            .sign(&SessionSecret::from_bytes([1; 16]));
+        let new_kid = file.rotate(10).kid.clone();
+        assert_ne!(old_kid, new_kid);
+        let ring = file.keyring().unwrap();
+        assert_eq!(ring.active_kid(), new_kid);
+        assert!(ring.verify(&old_token).is_ok());
+        assert!(
+            file.retire(&new_kid, 20)
+                .unwrap_err()
+                .contains("keys rotate")
+        );
+        file.retire(&old_kid, 20).unwrap();
+        assert!(
+            file.retire(&old_kid, 30)
+                .unwrap_err()
+                .contains("already retired")
+        );
+        assert!(file.retire("nope", 30).unwrap_err().contains("no key"));
+        assert!(file.keyring().unwrap().verify(&old_token).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! belongs to, the user and session are kept in one SQLite file, and an HMAC-signed token
 //! goes back. `App` runs the whole server; the modules below are its parts.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;
