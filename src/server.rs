@@ -19,6 +19,9 @@ use tower_service::Service;
 use warp::Filter;
 use warp::reply::Response;
 
+/// The most a request head (request line and headers) may take.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// The peer address of the connection a request came on, for rate limits and logs.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
@@ -58,6 +61,8 @@ pub async fn serve<F>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Caps the request head; a larger one is answered 431 and the connection closed.
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);

@@ -24,7 +24,7 @@ pub fn routes(
 {
     let trust_proxy = state.config.trust_proxy;
     let state = warp::any().map(move || Arc::clone(&state));
-    let auth = warp::header::optional::<String>("authorization");
+    let auth = authorization();
 
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -99,6 +99,19 @@ pub fn routes(
         .or(patch_me)
         .unify()
         .recover(error::recover)
+        .unify()
+}
+
+/// The `Authorization` header, if any. A value that is not text is passed on as an
+/// empty one, so it fails as a malformed token (401) rather than a bad request.
+fn authorization() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible>
++ Copy
++ Send
++ Sync
++ 'static {
+    warp::header::value("authorization")
+        .map(|v: warp::http::HeaderValue| Some(v.to_str().unwrap_or_default().to_owned()))
+        .or(warp::any().map(|| None))
         .unify()
 }
 
