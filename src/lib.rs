@@ -18,6 +18,7 @@ pub mod profile;
 pub mod random;
 pub mod secret;
 pub mod server;
+pub mod service_keys;
 pub mod sessions;
 pub mod store;
 pub mod token;
