@@ -58,3 +58,18 @@ CREATE TABLE login_codes (
 ) WITHOUT ROWID;
 
 CREATE INDEX login_codes_expiry ON login_codes (expires_at);
+
+-- Keys that let the team's own services call `POST /v1/introspect`. Only the SHA-256 of
+-- a key is kept; the key itself is shown once, when `wxauth service-keys create` makes it.
+CREATE TABLE service_keys (
+    id           INTEGER PRIMARY KEY,
+    public_id    TEXT    NOT NULL UNIQUE,        -- `sk_…`, shown in listings and logs
+    name         TEXT    NOT NULL,
+    key_hash     BLOB    NOT NULL UNIQUE,        -- SHA-256 of the whole key
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_used_at INTEGER                         -- kept coarsely, like sessions.last_seen_at
+);
+
+-- A name may be reused once its old key is revoked.
+CREATE UNIQUE INDEX service_keys_live_name ON service_keys (name) WHERE revoked_at IS NULL;

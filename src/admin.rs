@@ -9,34 +9,23 @@ use rusqlite::{Connection, params};
 use crate::clock::{UnixTime, parse_rfc3339};
 use crate::config::DurationSetting;
 use crate::datadir;
-use crate::db::{self, DbError};
+use crate::db::DbError;
 use crate::keys::{KeyFile, KeyFileError};
 
 /// The ban end used when none is given: the last second of year 9999.
-pub const FOREVER: UnixTime = 253_402_300_799;
+pub const FOREVER: UnixTime = crate::clock::MAX_TIME;
 
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("no wxauth database in {0}; start `wxauth serve` with this data directory first")]
-    NoDatabase(PathBuf),
+    #[error("no signing keys in {0}; start `wxauth serve` with this data directory first")]
+    NoKeys(PathBuf),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Keys(#[from] KeyFileError),
     #[error("{0}")]
     Refused(String),
-}
-
-/// Opens the database of `data_dir` for an admin command.
-pub fn open_db(data_dir: &Path) -> Result<Connection, AdminError> {
-    let path = data_dir.join(datadir::DATABASE_FILE);
-    if !path.exists() {
-        return Err(AdminError::NoDatabase(data_dir.to_owned()));
-    }
-    let mut conn = db::open_connection(&path, false)?;
-    db::migrate(&mut conn)?;
-    Ok(conn)
 }
 
 /// Parses a ban end: an RFC 3339 time, or a duration from `now` such as `7d`.
@@ -47,7 +36,7 @@ pub fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, String> {
     let d: DurationSetting = text.parse().map_err(|_| {
         format!("`{text}` is neither a time (2026-12-31T00:00:00Z) nor a duration (30d)")
     })?;
-    Ok(now.saturating_add(crate::clock::secs(d.0)))
+    Ok(now.saturating_add(crate::clock::secs(d.0)).min(FOREVER))
 }
 
 /// Bans the user with public id `user` until `until`; login and every authenticated
@@ -96,7 +85,7 @@ fn no_such_user(user: &str) -> AdminError {
 fn key_file(data_dir: &Path) -> Result<(PathBuf, KeyFile), AdminError> {
     let path = data_dir.join(datadir::KEYS_FILE);
     if !path.exists() {
-        return Err(AdminError::NoDatabase(data_dir.to_owned()));
+        return Err(AdminError::NoKeys(data_dir.to_owned()));
     }
     let file = KeyFile::load(&path)?;
     Ok((path, file))

@@ -48,9 +48,13 @@ impl Clock for ManualClock {
     }
 }
 
-/// Formats Unix seconds as an RFC 3339 UTC string, e.g. `2026-11-30T10:00:00Z`.
+/// The latest time RFC 3339 can write: the last second of year 9999.
+pub const MAX_TIME: UnixTime = 253_402_300_799;
+
+/// Formats Unix seconds as an RFC 3339 UTC string, e.g. `2026-11-30T10:00:00Z`. Times
+/// outside years 1970–9999 are clamped to that range.
 pub fn rfc3339(t: UnixTime) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    let t = UNIX_EPOCH + Duration::from_secs(t.clamp(0, MAX_TIME) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -75,6 +79,8 @@ mod tests {
         assert_eq!(rfc3339(1_796_032_800), "2026-11-30T10:00:00Z");
         assert_eq!(parse_rfc3339("2026-11-30T10:00:00Z"), Some(1_796_032_800));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
     }
 
     #[test]

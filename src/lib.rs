@@ -20,6 +20,7 @@ pub mod random;
 pub mod ratelimit;
 pub mod secret;
 pub mod server;
+pub mod service_keys;
 pub mod sessions;
 pub mod store;
 pub mod token;

@@ -96,7 +96,15 @@ pub async fn authenticate(
     state: &Arc<AppState>,
     authorization: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
-    let token = bearer_token(authorization)?;
+    authenticate_token(state, bearer_token(authorization)?).await
+}
+
+/// Verifies a token and loads its live session and user; for callers that receive the
+/// token some other way than in the Authorization header (introspection).
+pub async fn authenticate_token(
+    state: &Arc<AppState>,
+    token: &str,
+) -> Result<Authenticated, ApiError> {
     let secret = state.keyring().verify(token).map_err(|e| {
         tracing::debug!(reason = %e, "token refused");
         ApiError::new(ErrorCode::InvalidToken, "the token is not valid")

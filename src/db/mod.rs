@@ -45,6 +45,8 @@ pub enum DbError {
     WriterStopped,
     #[error("a database task failed: {0}")]
     Task(String),
+    #[error("no wxauth database in {0}; start `wxauth serve` with this data directory first")]
+    NoDatabase(PathBuf),
 }
 
 /// The database: a writer and a pool of readers over one file.
@@ -150,6 +152,18 @@ fn create_private(path: &Path) -> Result<(), DbError> {
         .open(path)
         .map_err(file_err)?;
     crate::datadir::restrict_file(path).map_err(file_err)
+}
+
+/// Opens the existing database of `data_dir` as one more connection, for the admin
+/// commands that work beside a running server.
+pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
+    let path = data_dir.join(crate::datadir::DATABASE_FILE);
+    if !path.exists() {
+        return Err(DbError::NoDatabase(data_dir.to_owned()));
+    }
+    let mut conn = open_connection(&path, false)?;
+    migrate(&mut conn)?;
+    Ok(conn)
 }
 
 /// Opens one connection with the settings every connection needs.

@@ -1,6 +1,7 @@
 //! The HTTP API: routes (which path and method go where), the handlers behind them, and
 //! the error shape they all answer with.
 
+pub mod backend;
 pub mod body;
 pub mod error;
 mod handlers;
@@ -82,6 +83,23 @@ pub fn routes(
                 respond(handlers::patch_me(&s, a, b).await)
             },
         );
+    // Any method: a proxy's auth subrequest may carry the method of the original request.
+    let forward = warp::path!("v1" / "auth" / "forward")
+        .and(state.clone())
+        .and(auth)
+        .then(|s: Arc<AppState>, a: Option<String>| async move {
+            respond(backend::forward(&s, a).await)
+        });
+    let introspect = warp::path!("v1" / "introspect")
+        .and(warp::post())
+        .and(state.clone())
+        .and(auth)
+        .and(body::limited(JSON_LIMIT))
+        .then(
+            |s: Arc<AppState>, a: Option<String>, b: RawBody| async move {
+                respond(backend::introspect(&s, a, b).await)
+            },
+        );
 
     healthz
         .or(readyz)
@@ -97,6 +115,10 @@ pub fn routes(
         .or(get_me)
         .unify()
         .or(patch_me)
+        .unify()
+        .or(forward)
+        .unify()
+        .or(introspect)
         .unify()
         .recover(error::recover)
         .unify()

@@ -1,0 +1,126 @@
+//! The backend-facing routes, which tell the team's own services who is calling:
+//! `/v1/auth/forward` for a reverse proxy's auth subrequest (nginx `auth_request`, Caddy
+//! `forward_auth`, Traefik ForwardAuth), and `POST /v1/introspect` for a service that
+//! holds a service key and prefers to ask.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::{HeaderMap, HeaderValue, header};
+use warp::reply::{self, Reply, Response};
+
+use super::body::RawBody;
+use super::error::{ApiError, ErrorCode};
+use crate::app::AppState;
+use crate::service_keys;
+use crate::sessions::{self, Authenticated};
+
+/// The public user id.
+pub const USER_ID_HEADER: &str = "x-auth-user-id";
+/// The user's openid for the app.
+pub const OPENID_HEADER: &str = "x-auth-openid";
+/// The user's unionid; absent when WeChat has not given one.
+pub const UNIONID_HEADER: &str = "x-auth-unionid";
+/// The AppID of the mini program the user logged in to.
+pub const APPID_HEADER: &str = "x-auth-appid";
+/// The public session id.
+pub const SESSION_ID_HEADER: &str = "x-auth-session-id";
+
+/// `/v1/auth/forward`, any method: 200 with the caller's identity in `X-Auth-*` headers
+/// and an empty body, or the usual 401/403 error. The response is built afresh, so no
+/// header the client sent can come back in it.
+pub async fn forward(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<Response, ApiError> {
+    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let mut response = reply::reply().into_response();
+    let headers = response.headers_mut();
+    set(headers, USER_ID_HEADER, &auth.user.public_id)?;
+    set(headers, OPENID_HEADER, &auth.user.openid)?;
+    if let Some(unionid) = &auth.user.unionid {
+        set(headers, UNIONID_HEADER, unionid)?;
+    }
+    set(headers, APPID_HEADER, &auth.user.appid)?;
+    set(headers, SESSION_ID_HEADER, &auth.session.public_id)?;
+    // An identity must never be served from a cache to another caller.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), ApiError> {
+    // Ids come from WeChat or from us and are plain ASCII; anything else is a bug to log.
+    let value = HeaderValue::from_str(value).map_err(|e| ApiError::internal(&e))?;
+    headers.insert(name, value);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntrospectRequest {
+    token: String,
+}
+
+/// The answer for a token that is live (RFC 7662 names).
+#[derive(Debug, Serialize)]
+struct ActiveToken<'a> {
+    active: bool,
+    sub: &'a str,
+    sid: &'a str,
+    appid: &'a str,
+    openid: &'a str,
+    unionid: Option<&'a str>,
+    exp: i64,
+    iat: i64,
+}
+
+impl<'a> From<&'a Authenticated> for ActiveToken<'a> {
+    fn from(auth: &'a Authenticated) -> Self {
+        ActiveToken {
+            active: true,
+            sub: &auth.user.public_id,
+            sid: &auth.session.public_id,
+            appid: &auth.user.appid,
+            openid: &auth.user.openid,
+            unionid: auth.user.unionid.as_deref(),
+            exp: auth.session.expires_at,
+            iat: auth.session.created_at,
+        }
+    }
+}
+
+/// `POST /v1/introspect`: with a live service key, says whether `token` is a live session
+/// and whose. Every reason a token is not usable answers the same `{"active": false}`, as
+/// RFC 7662 asks, so the caller learns nothing more about a token it should not trust.
+pub async fn introspect(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let caller = service_keys::authenticate(state, authorization.as_deref()).await?;
+    let request: IntrospectRequest = body.required_json()?;
+    let mut response = match sessions::authenticate_token(state, &request.token).await {
+        Ok(auth) => reply::json(&ActiveToken::from(&auth)).into_response(),
+        Err(e) if is_inactive(&e) => {
+            tracing::debug!(service_key = %caller.public_id, reason = e.code.as_str(), "introspected an inactive token");
+            reply::json(&serde_json::json!({"active": false})).into_response()
+        }
+        Err(e) => return Err(e),
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Whether an authentication error says the token is unusable, rather than that the
+/// server failed to check it.
+fn is_inactive(e: &ApiError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::InvalidToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::SessionRevoked
+            | ErrorCode::UserBanned
+    )
+}
