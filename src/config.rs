@@ -189,6 +189,10 @@ pub struct Layer {
     pub profile_rate_limit: Option<RateSetting>,
     #[serde(default)]
     pub apps: Vec<AppLayer>,
+    /// `WXAUTH_*` variables that name no setting; an error unless an app reads its
+    /// secret from one (`secret_env`).
+    #[serde(skip)]
+    pub unknown_env: Vec<String>,
 }
 
 macro_rules! merge_fields {
@@ -258,12 +262,7 @@ impl Layer {
                 "MAX_CONNECTIONS" => layer.max_connections = Some(parse(name, value)?),
                 "PROFILE_RATE_LIMIT" => layer.profile_rate_limit = Some(parse(name, value)?),
                 "CONFIG" => {}
-                _ => {
-                    return Err(invalid(
-                        name,
-                        "unknown setting; see the configuration reference in README.md",
-                    ));
-                }
+                _ => layer.unknown_env.push(name.clone()),
             }
         }
         Ok(layer)
@@ -280,6 +279,7 @@ impl Layer {
         if !high.apps.is_empty() {
             low.apps = high.apps;
         }
+        low.unknown_env.extend(high.unknown_env);
         self
     }
 }
@@ -348,9 +348,24 @@ impl Config {
         dev: bool,
         env: &HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
+        if let Some(name) = layer.unknown_env.iter().find(|name| {
+            !layer
+                .apps
+                .iter()
+                .any(|a| a.secret_env.as_ref() == Some(*name))
+        }) {
+            return Err(invalid(
+                name.as_str(),
+                "unknown setting; see the configuration reference in README.md",
+            ));
+        }
         let apps = resolve_apps(&layer, dev, env)?;
         let data_dir = match layer.data_dir {
             Some(dir) => dir,
+            // Dev mode's trial users and keys stay apart from a real deployment's.
+            None if dev => default_data_dir()
+                .ok_or(ConfigError::NoDataDir)?
+                .join("dev"),
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
         };
 
@@ -656,7 +671,8 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         let err = Layer::from_toml("[[apps]]\nappid = \"wx1\"\nsecrett = \"x\"\n").unwrap_err();
         assert!(err.contains("secrett"), "{err}");
-        let err = Layer::from_env(&env(&[("WXAUTH_TOKEN_TLL", "1d")])).unwrap_err();
+        let layer = Layer::from_env(&env(&[("WXAUTH_TOKEN_TLL", "1d")])).unwrap();
+        let err = resolve(layer).unwrap_err();
         assert!(err.to_string().contains("WXAUTH_TOKEN_TLL"), "{err}");
     }
 
@@ -711,7 +727,8 @@ mod tests {
         let text = format!(
             "[[apps]]\nappid = \"wxa\"\nname = \"Shop\"\nsecret = \"sa\"\n\
              [[apps]]\nappid = \"wxb\"\nsecret_file = \"{}\"\ncontent_check = true\n\
-             [[apps]]\nappid = \"wxc\"\nsecret_env = \"C_SECRET\"\n",
+             [[apps]]\nappid = \"wxc\"\nsecret_env = \"C_SECRET\"\n\
+             [[apps]]\nappid = \"wxd\"\nsecret_env = \"WXAUTH_D_SECRET\"\n",
             secret_path.display()
         );
         let layer = Layer {
@@ -719,8 +736,11 @@ mod tests {
             ..Layer::default()
         }
         .merge(Layer::from_toml(&text).unwrap());
-        let config = Config::resolve(layer, false, &env(&[("C_SECRET", "from-env")])).unwrap();
-        assert_eq!(config.apps.len(), 3);
+        let vars = env(&[("C_SECRET", "from-env"), ("WXAUTH_D_SECRET", "prefixed")]);
+        let layer = layer.merge(Layer::from_env(&vars).unwrap());
+        let config = Config::resolve(layer, false, &vars).unwrap();
+        assert_eq!(config.apps.len(), 4);
+        assert_eq!(config.apps[3].secret.expose(), "prefixed");
         assert_eq!(config.apps[0].name, "Shop");
         assert_eq!(config.apps[1].secret.expose(), "from-file");
         assert!(config.apps[1].content_check);

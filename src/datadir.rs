@@ -13,12 +13,22 @@ pub const KEYS_FILE: &str = "keys.json";
 /// The config file read from the data directory when `--config` is not given.
 pub const CONFIG_FILE: &str = "wxauth.toml";
 
-/// Creates `dir` (and parents) if needed and makes it private to its owner.
+/// Creates `dir` (and parents) if needed, private to its owner (0700). A directory that
+/// already exists keeps its mode, since it may be shared on purpose (a home directory,
+/// a service's state directory); a warning says when others can read it.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode != 0o700 {
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        return Ok(());
+    }
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data directory is accessible to other users; consider chmod 700"
+        );
     }
     Ok(())
 }

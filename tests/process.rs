@@ -186,6 +186,11 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
 
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    let wal = data.join("wxauth.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "a clean stop leaves no write-ahead log to replay"
+    );
     let conn = rusqlite::Connection::open(data.join("wxauth.db")).unwrap();
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

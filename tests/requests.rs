@@ -198,6 +198,11 @@ async fn malformed_logouts_and_refreshes_change_nothing() {
     }
     let response = server.post_json("/v1/logout", &json!({}), None).await;
     assert_eq!(error_of(response).await, (401, "invalid_token".into()));
+    // The credential is checked before the body.
+    let response = server
+        .post_json("/v1/logout", &json!({"all": 1}), None)
+        .await;
+    assert_eq!(error_of(response).await, (401, "invalid_token".into()));
     let response = server
         .post_json("/v1/session/refresh", &json!({}), Some("v1.x.y.z"))
         .await;
@@ -233,4 +238,8 @@ async fn health_and_readiness() {
     assert_eq!(health["mode"], "production");
     let response = server.get("/readyz", None).await;
     assert_eq!(response.status(), 200);
+    for path in ["/healthz", "/readyz"] {
+        let response = server.http.head(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "HEAD {path}");
+    }
 }

@@ -134,8 +134,10 @@ impl Db {
 
     /// Finishes queued writes and stops the writer; later writes fail.
     pub async fn close(&self) {
-        self.writer.stop().await;
+        // Readers go first, so the writer's connection is the last one and its close
+        // checkpoints the WAL into the database file and removes it.
         self.readers.lock().expect("reader pool poisoned").clear();
+        self.writer.stop().await;
     }
 }
 

@@ -32,16 +32,24 @@ pub fn healthz(state: &AppState) -> Response {
     reply::json(&body).into_response()
 }
 
-pub async fn readyz(state: &Arc<AppState>) -> Result<Response, ApiError> {
-    state
+pub async fn readyz(state: &Arc<AppState>) -> Response {
+    let ready = state
         .db
         .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .map_err(|e| {
+        .await;
+    match ready {
+        Ok(_) => reply::json(&json!({"status": "ready"})).into_response(),
+        Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
-            ApiError::new(ErrorCode::Internal, "the database is not answering")
-        })?;
-    Ok(reply::json(&json!({"status": "ready"})).into_response())
+            reply::with_status(
+                reply::json(
+                    &json!({"status": "unavailable", "reason": "the database is not answering"}),
+                ),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -120,8 +128,8 @@ pub async fn logout(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let request: LogoutRequest = body.json()?.unwrap_or_default();
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let request: LogoutRequest = body.json()?.unwrap_or_default();
     sessions::logout(state, &auth, request.all).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

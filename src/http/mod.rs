@@ -27,14 +27,16 @@ pub fn routes(
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
+    // Load balancers probe with GET or HEAD.
+    let get_or_head = || warp::get().or(warp::head()).unify();
     let healthz = warp::path!("healthz")
-        .and(warp::get())
+        .and(get_or_head())
         .and(state.clone())
         .map(|s: Arc<AppState>| handlers::healthz(&s));
     let readyz = warp::path!("readyz")
-        .and(warp::get())
+        .and(get_or_head())
         .and(state.clone())
-        .then(|s: Arc<AppState>| async move { respond(handlers::readyz(&s).await) });
+        .then(|s: Arc<AppState>| async move { handlers::readyz(&s).await });
     let login = warp::path!("v1" / "login")
         .and(warp::post())
         .and(state.clone())
