@@ -348,7 +348,9 @@ fn resolve_data_dir(args: &DataDirArgs) -> Result<PathBuf, String> {
         data_dir: args.data_dir.clone(),
         ..Layer::default()
     };
-    merged_layer(args.config.as_ref(), flags, &env)?
+    let layer = merged_layer(args.config.as_ref(), flags, &env)?;
+    layer.check_unknown_env().map_err(|e| e.to_string())?;
+    layer
         .data_dir
         .or_else(default_data_dir)
         .ok_or_else(|| ConfigError::NoDataDir.to_string())

@@ -268,6 +268,23 @@ impl Layer {
         Ok(layer)
     }
 
+    /// Refuses `WXAUTH_*` variables that name no setting, unless an app reads its secret
+    /// from that variable.
+    pub fn check_unknown_env(&self) -> Result<(), ConfigError> {
+        let used = |name: &String| {
+            self.apps
+                .iter()
+                .any(|a| a.secret_env.as_ref() == Some(name))
+        };
+        match self.unknown_env.iter().find(|name| !used(name)) {
+            Some(name) => Err(invalid(
+                name.as_str(),
+                "unknown setting; see the configuration reference in README.md",
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Returns `self` overridden by every value that `high` sets.
     pub fn merge(mut self, high: Layer) -> Layer {
         let low = &mut self;
@@ -348,17 +365,7 @@ impl Config {
         dev: bool,
         env: &HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        if let Some(name) = layer.unknown_env.iter().find(|name| {
-            !layer
-                .apps
-                .iter()
-                .any(|a| a.secret_env.as_ref() == Some(*name))
-        }) {
-            return Err(invalid(
-                name.as_str(),
-                "unknown setting; see the configuration reference in README.md",
-            ));
-        }
+        layer.check_unknown_env()?;
         let apps = resolve_apps(&layer, dev, env)?;
         let data_dir = match layer.data_dir {
             Some(dir) => dir,
