@@ -26,6 +26,8 @@ pub enum AdminError {
     Db(#[from] DbError),
     #[error(transparent)]
     Keys(#[from] KeyFileError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Refused(String),
 }

@@ -27,6 +27,10 @@ use crate::wechat::WeChatClient;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(
+        "another wxauth server is using the data directory {0}; stop it first, or give this one its own --data-dir"
+    )]
+    InUse(String),
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -83,6 +87,8 @@ pub struct App {
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
     dev_wechat: Option<MockWeChat>,
+    /// Held while serving, so `wxauth restore` refuses to run beneath us.
+    _lock: datadir::DirLock,
 }
 
 impl App {
@@ -93,6 +99,12 @@ impl App {
             path: dir.display().to_string(),
             source,
         })?;
+        let lock = datadir::try_lock(&dir)
+            .map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .ok_or_else(|| StartError::InUse(dir.display().to_string()))?;
         let dev_wechat = if config.dev {
             let mock = MockWeChat::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
@@ -154,6 +166,7 @@ impl App {
             serving,
             key_watch,
             dev_wechat,
+            _lock: lock,
         })
     }
 

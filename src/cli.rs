@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{self, AdminError, SessionRecord, SessionStatus, UserRecord, UserRef};
 use crate::app::App;
+use crate::backup;
 use crate::check::{self, Finding, Status};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{
@@ -51,6 +52,12 @@ enum Command {
     Sessions(SessionsArgs),
     /// Create, list and revoke the keys services use to call `POST /v1/introspect`.
     ServiceKeys(ServiceKeysArgs),
+    /// Write a consistent copy of the database and signing keys to one file, while the
+    /// server keeps serving. The file holds secrets: keep it as safe as the data directory.
+    Backup(BackupArgs),
+    /// Replace the database and signing keys with a backup's. Stop the server first; the
+    /// files it replaces are kept in a `pre-restore-<time>` directory.
+    Restore(RestoreArgs),
     /// Check the configuration and data directory as `serve` would, without serving.
     Check(CheckArgs),
     /// Ask a running server whether it is ready (GET /readyz); exits 0 if it is.
@@ -179,6 +186,31 @@ enum SessionsCommand {
 }
 
 #[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    /// The backup file to write; it must not exist yet
+    file: PathBuf,
+    /// Print what the backup holds as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    /// The backup file, as `wxauth backup` wrote it
+    file: PathBuf,
+    /// Only verify the backup and say what it holds; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 struct CheckArgs {
     #[command(flatten)]
     serve: ServeArgs,
@@ -302,6 +334,8 @@ pub fn main() -> ExitCode {
         Command::Users(args) => admin_command(&args.dir, |dir| users(dir, args.command)),
         Command::Sessions(args) => admin_command(&args.dir, |dir| sessions(dir, args.command)),
         Command::ServiceKeys(args) => service_keys_command(args),
+        Command::Backup(args) => admin_command(&args.dir, |dir| backup(dir, &args)),
+        Command::Restore(args) => admin_command(&args.dir, |dir| restore(dir, &args)),
         Command::Check(args) => runtime.block_on(check(args)),
         Command::Healthcheck(args) => runtime.block_on(healthcheck(args)),
     }
@@ -519,6 +553,64 @@ fn sessions(dir: &Path, command: SessionsCommand) -> Result<(), AdminError> {
             eprintln!("revoked {n} session(s) of {user}");
         }
         SessionsCommand::Revoke { .. } => unreachable!("clap requires a session or --user"),
+    }
+    Ok(())
+}
+
+fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
+    let summary = backup::create(dir, &args.file, SystemClock.now())?;
+    if args.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "wrote {} ({} bytes): {} users, {} sessions, {} signing keys, schema version {}. \
+             It holds the signing keys: keep it private.",
+            summary.file.display(),
+            summary.bytes,
+            summary.users,
+            summary.sessions,
+            summary.signing_keys,
+            summary.schema_version
+        );
+    }
+    Ok(())
+}
+
+fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
+    if args.dry_run {
+        let summary = backup::verify_file(&args.file)?;
+        if args.json {
+            print_json(&summary);
+        } else {
+            eprintln!(
+                "{} is a usable backup from {} (wxauth {}): {} users, {} sessions, {} signing keys",
+                args.file.display(),
+                summary.created_at,
+                summary.wxauth_version,
+                summary.users,
+                summary.sessions,
+                summary.signing_keys
+            );
+        }
+        return Ok(());
+    }
+    let restored = backup::restore(dir, &args.file, SystemClock.now())?;
+    if args.json {
+        print_json(&restored);
+    } else {
+        eprintln!(
+            "restored {} into {} ({} users, {} sessions)",
+            args.file.display(),
+            dir.display(),
+            restored.backup.users,
+            restored.backup.sessions
+        );
+        if let Some(previous) = &restored.previous {
+            eprintln!(
+                "the database and keys it replaced are in {}",
+                previous.display()
+            );
+        }
     }
     Ok(())
 }
