@@ -18,6 +18,7 @@ use crate::datadir;
 use crate::db::{Db, DbError};
 use crate::keys::{KeyFile, KeyFileError};
 use crate::login::InFlight;
+use crate::metrics::Metrics;
 use crate::mock_wechat::MockWeChat;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ConnectionLimits};
@@ -60,6 +61,7 @@ pub struct AppState {
     pub wechat: WeChatClient,
     pub clock: Arc<dyn Clock>,
     pub logins: InFlight,
+    pub metrics: Arc<Metrics>,
     /// Per client IP on `/v1/login`; `None` when switched off.
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
@@ -116,8 +118,10 @@ impl App {
         };
         let keys = KeyFile::load_or_create(&dir.join(datadir::KEYS_FILE), clock.now())?;
         let keyring = keys.keyring().map_err(StartError::Keyring)?;
+        let metrics = Arc::new(Metrics::new());
         let db_path = dir.join(datadir::DATABASE_FILE);
-        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        let on_batch = Box::new(metrics.batch_observer());
+        let db = tokio::task::spawn_blocking(move || Db::open_observed(&db_path, on_batch))
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
         let wechat = WeChatClient::new(
@@ -125,7 +129,8 @@ impl App {
             config.wechat_connect_timeout,
             config.wechat_timeout,
         )
-        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?;
+        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?
+        .with_metrics(Arc::clone(&metrics));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -151,14 +156,21 @@ impl App {
             wechat,
             clock,
             logins: InFlight::default(),
+            metrics: Arc::clone(&metrics),
             keyring: RwLock::new(Arc::new(keyring)),
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
-        let serving = tokio::spawn(server::serve(listener, routes, limits, async {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(server::serve_observed(
+            listener,
+            routes,
+            limits,
+            Some(metrics),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(App {
             addr,
             state,

@@ -720,8 +720,10 @@ fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // Colours only for a person at a terminal, never into a pipe, file or journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
