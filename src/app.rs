@@ -88,6 +88,7 @@ pub struct App {
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
     dev_wechat: Option<MockWeChat>,
     /// Held while serving, so `wxauth restore` refuses to run beneath us.
     _lock: datadir::DirLock,
@@ -160,6 +161,7 @@ impl App {
             keyring: RwLock::new(Arc::new(keyring)),
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
+        let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&state)));
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
         let serving = tokio::spawn(server::serve_observed(
@@ -177,6 +179,7 @@ impl App {
             stop: Some(stop),
             serving,
             key_watch,
+            maintenance,
             dev_wechat,
             _lock: lock,
         })
@@ -200,6 +203,7 @@ impl App {
         }
         let _ = (&mut self.serving).await;
         self.key_watch.abort();
+        self.maintenance.abort();
         self.state.db.close().await;
         if let Some(mock) = self.dev_wechat.take() {
             mock.shutdown().await;

@@ -16,6 +16,7 @@ pub mod db;
 pub mod http;
 pub mod keys;
 pub mod login;
+pub mod maintenance;
 pub mod metrics;
 pub mod mock_wechat;
 pub mod profile;
