@@ -234,6 +234,10 @@ fn inspect(conn: &Connection, file: &Path) -> Result<(Summary, Vec<u8>), BackupE
     Ok((summary, keys))
 }
 
+/// The file name that makes `restore` read the backup from standard input, for a
+/// restore run as another user than the one who can read the file.
+pub const STDIN: &str = "-";
+
 /// What a restore did.
 #[derive(Debug, Serialize)]
 pub struct Restored {
@@ -282,12 +286,16 @@ pub fn restore(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Restored, 
 /// so the database left behind holds no keys. Returns the summary and the keys.
 fn stage(file: &Path, staged: &Path) -> Result<(Summary, Vec<u8>), BackupError> {
     {
-        let mut from = File::open(file).map_err(io_err(file))?;
         let mut to = OpenOptions::new()
             .write(true)
             .open(staged)
             .map_err(io_err(staged))?;
-        io::copy(&mut from, &mut to).map_err(io_err(staged))?;
+        if file == Path::new(STDIN) {
+            io::copy(&mut io::stdin().lock(), &mut to).map_err(io_err(file))?;
+        } else {
+            let mut from = File::open(file).map_err(io_err(file))?;
+            io::copy(&mut from, &mut to).map_err(io_err(staged))?;
+        }
         to.sync_all().map_err(io_err(staged))?;
     }
     let conn = Connection::open_with_flags(staged, OpenFlags::SQLITE_OPEN_READ_WRITE)

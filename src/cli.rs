@@ -200,7 +200,7 @@ struct BackupArgs {
 struct RestoreArgs {
     #[command(flatten)]
     dir: DataDirArgs,
-    /// The backup file, as `wxauth backup` wrote it
+    /// The backup file, as `wxauth backup` wrote it; `-` reads it from standard input
     file: PathBuf,
     /// Only verify the backup and say what it holds; change nothing
     #[arg(long)]
@@ -578,6 +578,11 @@ fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
 
 fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
     if args.dry_run {
+        if args.file == Path::new(backup::STDIN) {
+            return Err(AdminError::Refused(
+                "--dry-run reads a file; it cannot check standard input".into(),
+            ));
+        }
         let summary = backup::verify_file(&args.file)?;
         if args.json {
             print_json(&summary);

@@ -140,6 +140,21 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_session() {
         (401, "invalid_token".into())
     );
 
+    // The backup can come on standard input, for a restore run as the service's user.
+    let piped = out.path().join("piped");
+    let output = Command::new(env!("CARGO_BIN_EXE_wxauth"))
+        .env_clear()
+        .env("WXAUTH_DATA_DIR", &piped)
+        .args(["restore", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        std::fs::read(piped.join("keys.json")).unwrap(),
+        std::fs::read(fresh.join("keys.json")).unwrap()
+    );
+
     // Restoring over a stopped server's data keeps what it replaces.
     restored_server.stop().await;
     let (code, stdout, stderr) = wxauth(&fresh, &["restore", file.to_str().unwrap(), "--json"]);
