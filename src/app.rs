@@ -89,6 +89,7 @@ pub struct App {
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
     maintenance: JoinHandle<()>,
+    backups: Option<JoinHandle<()>>,
     dev_wechat: Option<MockWeChat>,
     /// Held while serving, so `wxauth restore` refuses to run beneath us.
     _lock: datadir::DirLock,
@@ -162,6 +163,19 @@ impl App {
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
         let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&state)));
+        let backups = state.config.backup_interval.map(|every| {
+            let schedule = crate::backup::Schedule {
+                data_dir: dir.clone(),
+                dir: state.config.backup_dir.clone(),
+                every,
+                keep: state.config.backup_keep,
+            };
+            tokio::spawn(crate::backup::run_schedule(
+                schedule,
+                Arc::clone(&state.clock),
+                Arc::clone(&state.metrics),
+            ))
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
         let serving = tokio::spawn(server::serve_observed(
@@ -180,6 +194,7 @@ impl App {
             serving,
             key_watch,
             maintenance,
+            backups,
             dev_wechat,
             _lock: lock,
         })
@@ -204,6 +219,9 @@ impl App {
         let _ = (&mut self.serving).await;
         self.key_watch.abort();
         self.maintenance.abort();
+        if let Some(backups) = &self.backups {
+            backups.abort();
+        }
         self.state.db.close().await;
         if let Some(mock) = self.dev_wechat.take() {
             mock.shutdown().await;

@@ -11,11 +11,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::clock::{UnixTime, rfc3339};
+use crate::clock::{Clock, UnixTime, rfc3339};
 use crate::datadir::{self, DATABASE_FILE, KEYS_FILE};
 use crate::db::{self, DbError, SCHEMA_VERSION};
 use crate::keys::KeyFile;
@@ -327,10 +328,7 @@ fn move_aside(data_dir: &Path, now: UnixTime) -> Result<Option<PathBuf>, BackupE
     if present.is_empty() {
         return Ok(None);
     }
-    let stamp: String = rfc3339(now)
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
+    let stamp = compact_time(now);
     let mut aside = data_dir.join(format!("pre-restore-{stamp}"));
     let mut n = 1;
     while aside.exists() {
@@ -343,6 +341,104 @@ fn move_aside(data_dir: &Path, now: UnixTime) -> Result<Option<PathBuf>, BackupE
     }
     sync_dir(&aside)?;
     Ok(Some(aside))
+}
+
+/// What `serve` needs to take backups of its own on a schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub data_dir: PathBuf,
+    /// Where the backups go; created (0700) if needed.
+    pub dir: PathBuf,
+    pub every: std::time::Duration,
+    /// How many of the newest scheduled backups to keep.
+    pub keep: u32,
+}
+
+/// Takes a backup every `schedule.every` (the first one interval after the start) into
+/// `schedule.dir` as `wxauth-<time>.wxbak`, then deletes all but the newest
+/// `schedule.keep` of them. Runs until the task is aborted; a failed backup is logged,
+/// counted and tried again at the next interval.
+pub async fn run_schedule(
+    schedule: Schedule,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    let start = tokio::time::Instant::now() + schedule.every;
+    let mut ticks = tokio::time::interval_at(start, schedule.every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let job = schedule.clone();
+        let now = clock.now();
+        let done = tokio::task::spawn_blocking(move || scheduled_backup(&job, now)).await;
+        match done {
+            Ok(Ok((summary, pruned))) => {
+                metrics.scheduled_backup(true);
+                tracing::info!(
+                    file = %summary.file.display(),
+                    bytes = summary.bytes,
+                    pruned,
+                    "scheduled backup written"
+                );
+            }
+            Ok(Err(e)) => {
+                metrics.scheduled_backup(false);
+                tracing::error!(error = %e, "scheduled backup failed");
+            }
+            Err(e) => {
+                metrics.scheduled_backup(false);
+                tracing::error!(error = %e, "scheduled backup task failed");
+            }
+        }
+    }
+}
+
+/// One scheduled backup and the pruning after it; returns the summary and how many old
+/// backups were deleted.
+fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usize), BackupError> {
+    datadir::ensure_private_dir(&schedule.dir).map_err(io_err(&schedule.dir))?;
+    let stamp = compact_time(now);
+    let mut file = schedule.dir.join(format!("wxauth-{stamp}.wxbak"));
+    let mut n = 1;
+    while file.exists() {
+        n += 1;
+        file = schedule.dir.join(format!("wxauth-{stamp}-{n}.wxbak"));
+    }
+    let summary = create(&schedule.data_dir, &file, now)?;
+    let pruned = prune(&schedule.dir, schedule.keep as usize)?;
+    Ok((summary, pruned))
+}
+
+/// Deletes all but the `keep` newest `wxauth-*.wxbak` files of `dir`; returns how many
+/// went. Other files are left alone.
+fn prune(dir: &Path, keep: usize) -> Result<usize, BackupError> {
+    let mut backups = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("wxauth-") && name.ends_with(".wxbak") {
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(io_err(&entry.path()))?;
+            backups.push((modified, name));
+        }
+    }
+    backups.sort();
+    let excess = backups.len().saturating_sub(keep);
+    for (_, name) in &backups[..excess] {
+        let path = dir.join(name);
+        fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    Ok(excess)
+}
+
+/// `now` as `20261130T100000Z`, for file and directory names.
+fn compact_time(now: UnixTime) -> String {
+    rfc3339(now)
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect()
 }
 
 /// `path` with `suffix` appended to its file name.

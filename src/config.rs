@@ -193,6 +193,10 @@ pub struct Layer {
     pub max_connections: Option<u32>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub profile_rate_limit: Option<RateSetting>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub backup_interval: Option<DurationSetting>,
+    pub backup_keep: Option<u32>,
+    pub backup_dir: Option<PathBuf>,
     #[serde(default)]
     pub apps: Vec<AppLayer>,
     /// `WXAUTH_*` variables that name no setting; an error unless an app reads its
@@ -267,6 +271,9 @@ impl Layer {
                 "HEADER_TIMEOUT" => layer.header_timeout = Some(parse(name, value)?),
                 "MAX_CONNECTIONS" => layer.max_connections = Some(parse(name, value)?),
                 "PROFILE_RATE_LIMIT" => layer.profile_rate_limit = Some(parse(name, value)?),
+                "BACKUP_INTERVAL" => layer.backup_interval = Some(parse(name, value)?),
+                "BACKUP_KEEP" => layer.backup_keep = Some(parse(name, value)?),
+                "BACKUP_DIR" => layer.backup_dir = Some(PathBuf::from(value)),
                 "CONFIG" => {}
                 _ => layer.unknown_env.push(name.clone()),
             }
@@ -298,7 +305,8 @@ impl Layer {
             listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
             appid, secret, secret_file, content_check, token_ttl, session_max_age,
             max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
-            log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit);
+            log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
+            backup_interval, backup_keep, backup_dir);
         if !high.apps.is_empty() {
             low.apps = high.apps;
         }
@@ -361,6 +369,12 @@ pub struct Config {
     pub profile_rate_limit: Option<Rate>,
     /// Dev mode: a built-in fake WeChat, never for production.
     pub dev: bool,
+    /// How often `serve` writes a backup of its own; `None` for never.
+    pub backup_interval: Option<Duration>,
+    /// Scheduled backups kept; older ones are deleted.
+    pub backup_keep: u32,
+    /// Where scheduled backups go.
+    pub backup_dir: PathBuf,
 }
 
 impl Config {
@@ -413,6 +427,11 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1"));
         }
+        let backup_keep = layer.backup_keep.unwrap_or(7);
+        if backup_keep == 0 {
+            return Err(invalid("backup_keep", "must be at least 1"));
+        }
+        let backup_dir = layer.backup_dir.unwrap_or_else(|| data_dir.join("backups"));
         let avatar_max_bytes = layer.avatar_max_bytes.unwrap_or(2 * 1024 * 1024);
         if avatar_max_bytes == 0 {
             return Err(invalid("avatar_max_bytes", "must be at least 1"));
@@ -456,6 +475,9 @@ impl Config {
                 |r| r.0,
             ),
             dev,
+            backup_interval: layer.backup_interval.map(|d| d.0),
+            backup_keep,
+            backup_dir,
         })
     }
 
@@ -673,6 +695,35 @@ mod tests {
         assert!(!config.trust_proxy);
         assert_eq!(config.avatar_max_bytes, 2_097_152);
         assert_eq!(config.log_format, LogFormat::Auto);
+        assert_eq!(config.backup_interval, None);
+        assert_eq!(config.backup_keep, 7);
+        assert_eq!(config.backup_dir, config.data_dir.join("backups"));
+    }
+
+    #[test]
+    fn scheduled_backups_are_configured() {
+        let from_env = Layer::from_env(&env(&[
+            ("WXAUTH_BACKUP_INTERVAL", "6h"),
+            ("WXAUTH_BACKUP_KEEP", "28"),
+            ("WXAUTH_BACKUP_DIR", "/backups"),
+        ]))
+        .unwrap();
+        let with_app = Layer {
+            appid: Some("wx1".into()),
+            secret: Some(Secret::new("s".into())),
+            ..Layer::default()
+        };
+        let config = resolve(with_app.clone().merge(from_env)).unwrap();
+        assert_eq!(config.backup_interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(config.backup_keep, 28);
+        assert_eq!(config.backup_dir, PathBuf::from("/backups"));
+        let none_kept = with_app.merge(Layer::from_toml("backup_keep = 0").unwrap());
+        assert!(
+            resolve(none_kept)
+                .unwrap_err()
+                .to_string()
+                .contains("backup_keep")
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ struct AppLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -94,6 +99,7 @@ pub struct Metrics {
     write_batch: Histogram,
     live_sessions: Gauge,
     users: Family<AppLabels, Gauge>,
+    scheduled_backups: Family<ResultLabels, Counter>,
     /// When the database counts were last taken.
     counted_at: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -172,8 +178,15 @@ impl Metrics {
             "Users by app (counted at most every 15s)",
             users.clone(),
         );
+        let scheduled_backups = Family::default();
+        registry.register(
+            "scheduled_backups",
+            "Backups `serve` took on its `backup_interval` schedule, by result (`ok`, `error`)",
+            scheduled_backups.clone(),
+        );
         Metrics {
             registry,
+            scheduled_backups,
             requests,
             request_seconds,
             logins,
@@ -221,6 +234,14 @@ impl Metrics {
                 api: api.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Records a scheduled backup's outcome.
+    pub fn scheduled_backup(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.scheduled_backups
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// A callback for the database writer that records each committed batch's size.

@@ -200,3 +200,61 @@ async fn a_second_server_cannot_take_a_data_directory_in_use() {
     assert!(stderr.contains("another wxauth server"), "{stderr}");
     server.stop().await;
 }
+
+/// The scheduled backups in `dir`, by name.
+fn scheduled(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with(".wxbak"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_backups_on_a_schedule_and_keeps_the_newest() {
+    let server = TestServer::start_with(|layer| {
+        layer.backup_interval = Some("200ms".parse().unwrap());
+        layer.backup_keep = Some(2);
+    })
+    .await;
+    let token = server.token("dev:sched").await;
+    let dir = server.dir.path().join("data").join("backups");
+
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let first = loop {
+        let names = scheduled(&dir);
+        if names.len() == 2 {
+            break names;
+        }
+        assert!(Instant::now() < deadline, "no backups: {names:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // Later backups replace the oldest ones; never more than two are kept.
+    loop {
+        let names = scheduled(&dir);
+        assert!(names.len() <= 2, "{names:?}");
+        if names.len() == 2 && names != first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no newer backup: {names:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let newest = dir.join(scheduled(&dir).pop().unwrap());
+    let summary = wxauth::backup::verify_file(&newest).unwrap();
+    assert_eq!(summary.sessions, 1);
+
+    let metrics = server.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wxauth_scheduled_backups_total{result=\"ok\"} ")),
+        "{metrics}"
+    );
+    assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
+    server.stop().await;
+}
