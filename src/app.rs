@@ -90,9 +90,17 @@ pub struct App {
     key_watch: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     backups: Option<JoinHandle<()>>,
+    metrics_server: Option<MetricsServer>,
     dev_wechat: Option<MockWeChat>,
     /// Held while serving, so `wxauth restore` refuses to run beneath us.
     _lock: datadir::DirLock,
+}
+
+/// The listener of `metrics_listen`, serving `/metrics` alone.
+struct MetricsServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<()>,
 }
 
 impl App {
@@ -149,6 +157,14 @@ impl App {
             shutdown_grace: config.shutdown_timeout,
             max_connections: config.max_connections as usize,
         };
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         raise_open_file_limit(config.max_connections);
         let state = Arc::new(AppState {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
@@ -176,6 +192,10 @@ impl App {
                 Arc::clone(&state.metrics),
             ))
         });
+        let metrics_server = match metrics_listener {
+            Some(listener) => Some(serve_metrics(listener, Arc::clone(&state), limits)?),
+            None => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
         let serving = tokio::spawn(server::serve_observed(
@@ -195,6 +215,7 @@ impl App {
             key_watch,
             maintenance,
             backups,
+            metrics_server,
             dev_wechat,
             _lock: lock,
         })
@@ -203,6 +224,11 @@ impl App {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of `metrics_listen`, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.addr)
     }
 
     /// The shared state, for tests that look inside.
@@ -217,6 +243,10 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.serving).await;
+        if let Some(metrics) = self.metrics_server.take() {
+            let _ = metrics.stop.send(());
+            let _ = metrics.serving.await;
+        }
         self.key_watch.abort();
         self.maintenance.abort();
         if let Some(backups) = &self.backups {
@@ -227,6 +257,31 @@ impl App {
             mock.shutdown().await;
         }
     }
+}
+
+fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+) -> Result<MetricsServer, StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: state.config.metrics_listen.unwrap_or(state.config.listen),
+        source,
+    })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(
+        listener,
+        crate::http::metrics_routes(state),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(MetricsServer {
+        addr,
+        stop,
+        serving,
+    })
 }
 
 /// How often the key file is checked for changes made by `wxauth keys`.

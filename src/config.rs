@@ -197,6 +197,7 @@ pub struct Layer {
     pub backup_interval: Option<DurationSetting>,
     pub backup_keep: Option<u32>,
     pub backup_dir: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(default)]
     pub apps: Vec<AppLayer>,
     /// `WXAUTH_*` variables that name no setting; an error unless an app reads its
@@ -274,6 +275,7 @@ impl Layer {
                 "BACKUP_INTERVAL" => layer.backup_interval = Some(parse(name, value)?),
                 "BACKUP_KEEP" => layer.backup_keep = Some(parse(name, value)?),
                 "BACKUP_DIR" => layer.backup_dir = Some(PathBuf::from(value)),
+                "METRICS_LISTEN" => layer.metrics_listen = Some(parse(name, value)?),
                 "CONFIG" => {}
                 _ => layer.unknown_env.push(name.clone()),
             }
@@ -306,7 +308,7 @@ impl Layer {
             appid, secret, secret_file, content_check, token_ttl, session_max_age,
             max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
-            backup_interval, backup_keep, backup_dir);
+            backup_interval, backup_keep, backup_dir, metrics_listen);
         if !high.apps.is_empty() {
             low.apps = high.apps;
         }
@@ -375,6 +377,9 @@ pub struct Config {
     pub backup_keep: u32,
     /// Where scheduled backups go.
     pub backup_dir: PathBuf,
+    /// A separate address for `GET /metrics`; when set, the main address does not serve
+    /// it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -478,6 +483,7 @@ impl Config {
             backup_interval: layer.backup_interval.map(|d| d.0),
             backup_keep,
             backup_dir,
+            metrics_listen: layer.metrics_listen,
         })
     }
 

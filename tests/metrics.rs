@@ -139,3 +139,37 @@ async fn metrics_count_logins_upstream_calls_and_requests() {
 fn expect_in(text: &str, series: &str, value: f64) {
     assert_eq!(sample(text, series), Some(value), "{series} in\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_metrics_address_takes_metrics_off_the_main_one() {
+    let server = TestServer::start_with(|layer| {
+        layer.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    server.login_ok("dev:eve").await;
+    let metrics_addr = server.app.as_ref().unwrap().metrics_addr().unwrap();
+
+    let response = server.get("/metrics", None).await;
+    assert_eq!(common::error_of(response).await, (404, "not_found".into()));
+    let response = server
+        .http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    expect_in(
+        &text,
+        &format!("wxauth_logins_total{{app=\"{APPID}\",result=\"success\"}}"),
+        1.0,
+    );
+    let response = server
+        .http
+        .get(format!("http://{metrics_addr}/v1/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+}

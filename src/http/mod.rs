@@ -25,6 +25,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let trust_proxy = state.config.trust_proxy;
+    let metrics_listen = state.config.metrics_listen;
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
@@ -86,10 +87,18 @@ pub fn routes(
                 respond(handlers::patch_me(&s, a, b).await)
             },
         );
+    // Only here when no separate metrics address is configured.
+    let metrics_here = metrics_listen.is_none();
     let metrics = warp::path!("metrics")
-        .and(get_or_head())
-        .and(state.clone())
-        .then(|s: Arc<AppState>| async move { respond(handlers::metrics(&s).await) });
+        .and(warp::any().and_then(move || async move {
+            if metrics_here {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        }))
+        .untuple_one()
+        .and(metrics_route(state.clone()));
     // Any method: a proxy's auth subrequest may carry the method of the original request.
     let forward = warp::path!("v1" / "auth" / "forward")
         .and(state.clone())
@@ -131,6 +140,31 @@ pub fn routes(
         .unify()
         .recover(error::recover)
         .unify()
+}
+
+/// `GET /metrics` alone, for the separate `metrics_listen` address.
+pub fn metrics_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    warp::path!("metrics")
+        .and(metrics_route(warp::any().map(move || Arc::clone(&state))))
+        .recover(error::recover)
+        .unify()
+}
+
+fn metrics_route(
+    state: impl Filter<Extract = (Arc<AppState>,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    warp::get()
+        .or(warp::head())
+        .unify()
+        .and(state)
+        .then(|s: Arc<AppState>| async move { respond(handlers::metrics(&s).await) })
 }
 
 /// The `Authorization` header, if any. A value that is not text is passed on as an
