@@ -1,4 +1,5 @@
--- POST /v1/login with a code never sent before: the run's id, the thread and a counter.
+-- POST /v1/login with a code never sent before: the id of this wrk run (BENCH_RUN_ID,
+-- which bench/run sets anew for every run), the thread and a counter.
 -- Any such code makes the fake WeChat answer with a new user.
 
 local run_id = os.getenv("BENCH_RUN_ID") or tostring(os.time())
