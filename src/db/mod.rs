@@ -7,6 +7,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 pub use writer::Writer;
@@ -178,6 +179,12 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // SQLite may let a plan depend on a bound value (it does for the session lookup's
+    // join); such a statement is prepared again whenever its bindings are cleared, which
+    // rusqlite's statement cache does on every reuse, and that costs several times the
+    // lookup itself. The planner stability guarantee turns value-dependent plans off; no
+    // query of wxauth needs one.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if !read_only {
         // WAL lets readers work while the writer commits; FULL makes every commit
         // durable, so an acknowledged write survives a crash or a power cut.
@@ -214,6 +221,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use rusqlite::OptionalExtension;
+
     use super::*;
 
     #[tokio::test]
@@ -241,6 +250,27 @@ mod tests {
         drop(db);
         // Opening again leaves the schema alone.
         Db::open(&path).unwrap().close().await;
+    }
+
+    #[test]
+    fn a_new_binding_reuses_the_prepared_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Db::open(&path).unwrap());
+        let conn = open_connection(&path, true).unwrap();
+        let sql = "SELECT s.id, u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+                   WHERE s.secret_hash = ?1";
+        for key in [[1u8; 32], [2; 32], [3; 32]] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let found = stmt.query_row([&key[..]], |_| Ok(())).optional().unwrap();
+            assert!(found.is_none());
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "the statement was prepared again for a new binding"
+        );
     }
 
     #[test]
