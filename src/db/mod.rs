@@ -2,14 +2,16 @@
 //! bringing its schema up to date, and the two ways in: reads on pooled read-only
 //! connections, and writes through the single writer thread.
 
+mod readers;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+use readers::Readers;
 pub use writer::Writer;
 
 /// The schema of a new database.
@@ -21,9 +23,6 @@ const MIGRATIONS: &[(i64, &str)] = &[];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
-
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 16;
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +49,10 @@ pub enum DbError {
     NoDatabase(PathBuf),
 }
 
-/// The database: a writer and a pool of readers over one file.
+/// The database: one writer thread and a few reader threads over one file.
 pub struct Db {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: Readers,
     writer: Writer,
 }
 
@@ -72,7 +71,7 @@ impl Db {
         migrate(&mut conn)?;
         Ok(Arc::new(Db {
             path: path.to_owned(),
-            readers: Mutex::new(Vec::new()),
+            readers: Readers::start(path)?,
             writer: Writer::start(conn),
         }))
     }
@@ -82,36 +81,14 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a read-only connection, on a blocking thread so the async runtime
-    /// never waits on SQLite.
-    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
+    /// Runs `f` on a read-only connection on a reader thread, so the async runtime never
+    /// waits on SQLite. Reads never wait for the writer (WAL).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let db = Arc::clone(self);
-        tokio::task::spawn_blocking(move || db.read_blocking(f))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
-    }
-
-    /// Runs `f` on a read-only connection on the calling thread; for the CLI and for
-    /// code already on a blocking thread.
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let conn = self.readers.lock().expect("reader pool poisoned").pop();
-        let conn = match conn {
-            Some(conn) => conn,
-            None => open_connection(&self.path, true)?,
-        };
-        let result = f(&conn);
-        let mut pool = self.readers.lock().expect("reader pool poisoned");
-        if pool.len() < IDLE_READERS {
-            pool.push(conn);
-        }
-        result
+        self.readers.read(f).await
     }
 
     /// Runs `f` in the writer's next transaction and returns once that transaction is
@@ -137,7 +114,7 @@ impl Db {
     pub async fn close(&self) {
         // Readers go first, so the writer's connection is the last one and its close
         // checkpoints the WAL into the database file and removes it.
-        self.readers.lock().expect("reader pool poisoned").clear();
+        self.readers.stop().await;
         self.writer.stop().await;
     }
 }
@@ -234,7 +211,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        db.read_blocking(|c| {
+        db.read(|c| {
             let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
             assert_eq!(v, SCHEMA_VERSION);
             let mode: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
@@ -245,6 +222,7 @@ mod tests {
             assert_eq!(fk, 1);
             Ok(())
         })
+        .await
         .unwrap();
         db.close().await;
         drop(db);
