@@ -34,5 +34,11 @@ ENV WXAUTH_DATA_DIR=/data \
 VOLUME /data
 EXPOSE 8080
 USER 10001:10001
+# The binary probes its own /readyz on WXAUTH_LISTEN, so the image needs no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/wxauth", "healthcheck"]
+# wxauth is PID 1 (exec-form ENTRYPOINT) and drains in-flight requests on SIGTERM within
+# its shutdown_timeout (10s): give `docker stop` more than that (--stop-timeout 30).
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/wxauth"]
 CMD ["serve"]

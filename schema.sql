@@ -58,6 +58,9 @@ CREATE TABLE login_codes (
 ) WITHOUT ROWID;
 
 CREATE INDEX login_codes_expiry ON login_codes (expires_at);
+-- Deleting a session looks for its login codes (ON DELETE CASCADE); without this index
+-- each deleted session would scan the whole table.
+CREATE INDEX login_codes_session ON login_codes (session_id);
 
 -- Keys that let the team's own services call `POST /v1/introspect`. Only the SHA-256 of
 -- a key is kept; the key itself is shown once, when `wxauth service-keys create` makes it.

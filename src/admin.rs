@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, params};
+use serde::Serialize;
 
-use crate::clock::{UnixTime, parse_rfc3339};
+use crate::clock::{UnixTime, parse_rfc3339, rfc3339};
 use crate::config::DurationSetting;
 use crate::datadir;
 use crate::db::DbError;
 use crate::keys::{KeyFile, KeyFileError};
+use crate::store::{self, RevokeReason, SessionRow, UserRow};
 
 /// The ban end used when none is given: the last second of year 9999.
 pub const FOREVER: UnixTime = crate::clock::MAX_TIME;
@@ -24,6 +26,8 @@ pub enum AdminError {
     Db(#[from] DbError),
     #[error(transparent)]
     Keys(#[from] KeyFileError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Refused(String),
 }
@@ -75,6 +79,213 @@ pub fn unban(conn: &Connection, user: &str, now: UnixTime) -> Result<(), AdminEr
         return Err(no_such_user(user));
     }
     Ok(())
+}
+
+/// The most users one `users list` page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A user as an administrator sees it: every stored field, openid and unionid included.
+#[derive(Debug, Serialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub gender: i64,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub city: Option<String>,
+    pub language: Option<String>,
+    pub phone: Option<String>,
+    pub banned_until: Option<String>,
+    pub ban_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(u: UserRow) -> Self {
+        UserRecord {
+            id: u.public_id,
+            appid: u.appid,
+            openid: u.openid,
+            unionid: u.unionid,
+            nickname: u.nickname,
+            avatar_url: u.avatar_url,
+            gender: u.gender,
+            country: u.country,
+            province: u.province,
+            city: u.city,
+            language: u.language,
+            phone: u.phone,
+            banned_until: u.banned_until.map(rfc3339),
+            ban_reason: u.ban_reason,
+            created_at: rfc3339(u.created_at),
+            updated_at: rfc3339(u.updated_at),
+        }
+    }
+}
+
+/// A page of users, newest first: at most `limit`, of `appid` only if given, and older
+/// than the user `before` if given (the last id of the previous page).
+pub fn list_users(
+    conn: &Connection,
+    appid: Option<&str>,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<UserRow>, AdminError> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AdminError::Refused(format!(
+            "--limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let position = match before {
+        Some(id) => {
+            let user = store::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id))?;
+            Some((user.created_at, user.id))
+        }
+        None => None,
+    };
+    Ok(store::list_users(conn, appid, position, limit)?)
+}
+
+/// How to find one user.
+#[derive(Debug, Clone, Copy)]
+pub enum UserRef<'a> {
+    /// By public id (`u_…`).
+    Id(&'a str),
+    /// By openid, within one app when given.
+    OpenId {
+        openid: &'a str,
+        appid: Option<&'a str>,
+    },
+}
+
+/// The one user `which` names.
+pub fn find_user(conn: &Connection, which: UserRef<'_>) -> Result<UserRow, AdminError> {
+    match which {
+        UserRef::Id(id) => store::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id)),
+        UserRef::OpenId { openid, appid } => {
+            let mut found = store::users_by_openid(conn, openid, appid)?;
+            match found.len() {
+                0 => Err(AdminError::Refused(format!(
+                    "there is no user with openid `{openid}`{}",
+                    appid.map(|a| format!(" in app {a}")).unwrap_or_default()
+                ))),
+                1 => Ok(found.remove(0)),
+                _ => Err(AdminError::Refused(format!(
+                    "openid `{openid}` exists in several apps ({}); name one with --app",
+                    found
+                        .iter()
+                        .map(|u| u.appid.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+/// Where a session stands at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Live,
+    Expired,
+    Revoked,
+}
+
+impl SessionStatus {
+    /// The status of `session` at `now`.
+    pub fn of(session: &SessionRow, now: UnixTime) -> SessionStatus {
+        if session.revoked_at.is_some() {
+            SessionStatus::Revoked
+        } else if now >= session.expires_at {
+            SessionStatus::Expired
+        } else {
+            SessionStatus::Live
+        }
+    }
+
+    /// The status as one word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Live => "live",
+            SessionStatus::Expired => "expired",
+            SessionStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A session as an administrator sees it.
+#[derive(Debug, Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user: String,
+    pub status: SessionStatus,
+    pub created_at: String,
+    pub expires_at: String,
+    pub max_expires_at: String,
+    pub last_seen_at: String,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+impl SessionRecord {
+    /// The record of `session`, owned by the user `user`, as of `now`.
+    pub fn new(session: SessionRow, user: &str, now: UnixTime) -> SessionRecord {
+        SessionRecord {
+            id: session.public_id.clone(),
+            user: user.to_owned(),
+            status: SessionStatus::of(&session, now),
+            created_at: rfc3339(session.created_at),
+            expires_at: rfc3339(session.expires_at),
+            max_expires_at: rfc3339(session.max_expires_at),
+            last_seen_at: rfc3339(session.last_seen_at),
+            revoked_at: session.revoked_at.map(rfc3339),
+            revoked_reason: session.revoked_reason,
+        }
+    }
+}
+
+/// Every stored session of a user, newest first.
+pub fn user_sessions(
+    conn: &Connection,
+    which: UserRef<'_>,
+) -> Result<(UserRow, Vec<SessionRow>), AdminError> {
+    let user = find_user(conn, which)?;
+    let sessions = store::user_sessions(conn, user.id)?;
+    Ok((user, sessions))
+}
+
+/// Revokes one session by its public id (`s_…`); a running server refuses its token
+/// from the next request on.
+pub fn revoke_session(conn: &Connection, session: &str, now: UnixTime) -> Result<(), AdminError> {
+    let (row, _) = store::session_by_public_id(conn, session)?
+        .ok_or_else(|| AdminError::Refused(format!("there is no session `{session}`")))?;
+    if !store::revoke_session(conn, row.id, now, RevokeReason::Admin)? {
+        return Err(AdminError::Refused(format!(
+            "session `{session}` is already revoked"
+        )));
+    }
+    Ok(())
+}
+
+/// Revokes every live session of a user; returns how many there were.
+pub fn revoke_user_sessions(
+    conn: &Connection,
+    user: &str,
+    now: UnixTime,
+) -> Result<usize, AdminError> {
+    let row = find_user(conn, UserRef::Id(user))?;
+    Ok(store::revoke_user_sessions(
+        conn,
+        row.id,
+        now,
+        RevokeReason::Admin,
+    )?)
 }
 
 fn no_such_user(user: &str) -> AdminError {

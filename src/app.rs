@@ -18,6 +18,7 @@ use crate::datadir;
 use crate::db::{Db, DbError};
 use crate::keys::{KeyFile, KeyFileError};
 use crate::login::InFlight;
+use crate::metrics::Metrics;
 use crate::mock_wechat::MockWeChat;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ConnectionLimits};
@@ -27,6 +28,10 @@ use crate::wechat::WeChatClient;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(
+        "another wxauth server is using the data directory {0}; stop it first, or give this one its own --data-dir"
+    )]
+    InUse(String),
     #[error("cannot prepare the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -56,6 +61,7 @@ pub struct AppState {
     pub wechat: WeChatClient,
     pub clock: Arc<dyn Clock>,
     pub logins: InFlight,
+    pub metrics: Arc<Metrics>,
     /// Per client IP on `/v1/login`; `None` when switched off.
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
@@ -82,7 +88,10 @@ pub struct App {
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
     dev_wechat: Option<MockWeChat>,
+    /// Held while serving, so `wxauth restore` refuses to run beneath us.
+    _lock: datadir::DirLock,
 }
 
 impl App {
@@ -93,6 +102,12 @@ impl App {
             path: dir.display().to_string(),
             source,
         })?;
+        let lock = datadir::try_lock(&dir)
+            .map_err(|source| StartError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .ok_or_else(|| StartError::InUse(dir.display().to_string()))?;
         let dev_wechat = if config.dev {
             let mock = MockWeChat::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
@@ -104,8 +119,10 @@ impl App {
         };
         let keys = KeyFile::load_or_create(&dir.join(datadir::KEYS_FILE), clock.now())?;
         let keyring = keys.keyring().map_err(StartError::Keyring)?;
+        let metrics = Arc::new(Metrics::new());
         let db_path = dir.join(datadir::DATABASE_FILE);
-        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        let on_batch = Box::new(metrics.batch_observer());
+        let db = tokio::task::spawn_blocking(move || Db::open_observed(&db_path, on_batch))
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
         let wechat = WeChatClient::new(
@@ -113,7 +130,8 @@ impl App {
             config.wechat_connect_timeout,
             config.wechat_timeout,
         )
-        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?;
+        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?
+        .with_metrics(Arc::clone(&metrics));
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -139,21 +157,31 @@ impl App {
             wechat,
             clock,
             logins: InFlight::default(),
+            metrics: Arc::clone(&metrics),
             keyring: RwLock::new(Arc::new(keyring)),
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
+        let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&state)));
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
-        let serving = tokio::spawn(server::serve(listener, routes, limits, async {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(server::serve_observed(
+            listener,
+            routes,
+            limits,
+            Some(metrics),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(App {
             addr,
             state,
             stop: Some(stop),
             serving,
             key_watch,
+            maintenance,
             dev_wechat,
+            _lock: lock,
         })
     }
 
@@ -175,6 +203,7 @@ impl App {
         }
         let _ = (&mut self.serving).await;
         self.key_watch.abort();
+        self.maintenance.abort();
         self.state.db.close().await;
         if let Some(mock) = self.dev_wechat.take() {
             mock.shutdown().await;

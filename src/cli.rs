@@ -12,10 +12,14 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::{self, AdminError};
+use crate::admin::{self, AdminError, SessionRecord, SessionStatus, UserRecord, UserRef};
 use crate::app::App;
+use crate::backup;
+use crate::check::{self, Finding, Status};
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::{Config, ConfigError, Layer, LogFormat, default_data_dir};
+use crate::config::{
+    Config, ConfigError, DEFAULT_LISTEN, DurationSetting, Layer, LogFormat, default_data_dir,
+};
 use crate::datadir;
 use crate::db;
 use crate::mock_wechat::MockWeChat;
@@ -42,10 +46,22 @@ enum Command {
     MockWechat(MockArgs),
     /// Manage the token signing keys.
     Keys(KeysArgs),
-    /// Manage users.
+    /// List, show, ban and unban users.
     Users(UsersArgs),
+    /// List a user's sessions and revoke sessions.
+    Sessions(SessionsArgs),
     /// Create, list and revoke the keys services use to call `POST /v1/introspect`.
     ServiceKeys(ServiceKeysArgs),
+    /// Write a consistent copy of the database and signing keys to one file, while the
+    /// server keeps serving. The file holds secrets: keep it as safe as the data directory.
+    Backup(BackupArgs),
+    /// Replace the database and signing keys with a backup's. Stop the server first; the
+    /// files it replaces are kept in a `pre-restore-<time>` directory.
+    Restore(RestoreArgs),
+    /// Check the configuration and data directory as `serve` would, without serving.
+    Check(CheckArgs),
+    /// Ask a running server whether it is ready (GET /readyz); exits 0 if it is.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,8 +97,52 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Args)]
+struct SessionsArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    #[command(subcommand)]
+    command: SessionsCommand,
+}
+
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
+    /// List users, newest first, one page at a time.
+    List {
+        /// Only the users of this AppID
+        #[arg(long, value_name = "APPID")]
+        app: Option<String>,
+        /// Users per page (1 to 1000)
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=i64::from(admin::MAX_PAGE)))]
+        limit: u32,
+        /// Start after this user: the last id of the previous page
+        #[arg(long, value_name = "USER")]
+        before: Option<String>,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything stored about one user, openid and unionid included.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Show {
+        /// The user's id (`u_…`)
+        #[arg(group = "which")]
+        user: Option<String>,
+        /// Find the user by openid instead
+        #[arg(long, group = "which")]
+        openid: Option<String>,
+        /// The AppID the openid belongs to, when several apps are configured
+        #[arg(
+            long,
+            value_name = "APPID",
+            requires = "openid",
+            conflicts_with = "user"
+        )]
+        app: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Ban a user: login and every authenticated call answer `user_banned`.
     Ban {
         /// The user's id (`u_…`).
@@ -100,6 +160,78 @@ enum UsersCommand {
         /// The user's id (`u_…`).
         user: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List a user's sessions, newest first, live and ended.
+    List {
+        /// The user's id (`u_…`)
+        user: String,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one session, or every session of a user; a running server refuses the
+    /// token from the next request on.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Revoke {
+        /// The session's id (`s_…`)
+        #[arg(group = "which")]
+        session: Option<String>,
+        /// Revoke every session of this user (`u_…`) instead
+        #[arg(long, value_name = "USER", group = "which")]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    /// The backup file to write; it must not exist yet
+    file: PathBuf,
+    /// Print what the backup holds as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    /// The backup file, as `wxauth backup` wrote it; `-` reads it from standard input
+    file: PathBuf,
+    /// Only verify the backup and say what it holds; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Also ask WeChat (stable_token) whether it accepts each app's AppID and AppSecret
+    #[arg(long)]
+    online: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    #[command(flatten)]
+    dir: DataDirArgs,
+    /// The URL to probe [default: /readyz on the configured listen address]
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// How long to wait for the answer
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    timeout: DurationSetting,
 }
 
 #[derive(Debug, Args)]
@@ -200,7 +332,12 @@ pub fn main() -> ExitCode {
         Command::MockWechat(args) => runtime.block_on(mock_wechat(args)),
         Command::Keys(args) => admin_command(&args.dir, |dir| keys(dir, args.command)),
         Command::Users(args) => admin_command(&args.dir, |dir| users(dir, args.command)),
+        Command::Sessions(args) => admin_command(&args.dir, |dir| sessions(dir, args.command)),
         Command::ServiceKeys(args) => service_keys_command(args),
+        Command::Backup(args) => admin_command(&args.dir, |dir| backup(dir, &args)),
+        Command::Restore(args) => admin_command(&args.dir, |dir| restore(dir, &args)),
+        Command::Check(args) => runtime.block_on(check(args)),
+        Command::Healthcheck(args) => runtime.block_on(healthcheck(args)),
     }
 }
 
@@ -272,6 +409,77 @@ fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
 fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError> {
     let now = SystemClock.now();
     match command {
+        UsersCommand::List {
+            app,
+            limit,
+            before,
+            json,
+        } => {
+            let conn = db::open_existing(dir)?;
+            let page = admin::list_users(&conn, app.as_deref(), before.as_deref(), limit)?;
+            let last = page.last().map(|u| u.public_id.clone());
+            let full = page.len() == limit as usize;
+            if json {
+                let records: Vec<UserRecord> = page.into_iter().map(UserRecord::from).collect();
+                print_json(&records);
+            } else {
+                let rows = page
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.public_id.clone(),
+                            u.appid.clone(),
+                            u.nickname.clone().unwrap_or_else(|| "-".into()),
+                            rfc3339(u.created_at),
+                            if u.is_banned(now) {
+                                rfc3339(u.banned_until.unwrap_or_default())
+                            } else {
+                                "-".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["ID", "APP", "NICKNAME", "CREATED", "BANNED UNTIL"], rows)
+                );
+            }
+            if let (true, Some(last)) = (full, last) {
+                eprintln!("more users may follow: add --before {last}");
+            }
+        }
+        UsersCommand::Show {
+            user,
+            openid,
+            app,
+            json,
+        } => {
+            let conn = db::open_existing(dir)?;
+            let which = match (&user, &openid) {
+                (Some(id), _) => UserRef::Id(id),
+                (None, Some(openid)) => UserRef::OpenId {
+                    openid,
+                    appid: app.as_deref(),
+                },
+                (None, None) => unreachable!("clap requires a user id or --openid"),
+            };
+            let (row, sessions) = admin::user_sessions(&conn, which)?;
+            let live = sessions
+                .iter()
+                .filter(|s| SessionStatus::of(s, now) == SessionStatus::Live)
+                .count();
+            let banned = row.is_banned(now);
+            let record = UserRecord::from(row);
+            if json {
+                print_json(&serde_json::json!({
+                    "user": record,
+                    "banned": banned,
+                    "live_sessions": live,
+                }));
+            } else {
+                print!("{}", user_text(&record, banned, live));
+            }
+        }
         UsersCommand::Ban {
             user,
             until,
@@ -292,6 +500,160 @@ fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError> {
         }
     }
     Ok(())
+}
+
+fn sessions(dir: &Path, command: SessionsCommand) -> Result<(), AdminError> {
+    let now = SystemClock.now();
+    let conn = db::open_existing(dir)?;
+    match command {
+        SessionsCommand::List { user, json } => {
+            let (user, sessions) = admin::user_sessions(&conn, UserRef::Id(&user))?;
+            let records: Vec<SessionRecord> = sessions
+                .into_iter()
+                .map(|s| SessionRecord::new(s, &user.public_id, now))
+                .collect();
+            if json {
+                print_json(&records);
+            } else {
+                let rows = records
+                    .iter()
+                    .map(|s| {
+                        let status = match &s.revoked_reason {
+                            Some(reason) => format!("revoked ({reason})"),
+                            None => s.status.as_str().to_owned(),
+                        };
+                        vec![
+                            s.id.clone(),
+                            status,
+                            s.created_at.clone(),
+                            s.last_seen_at.clone(),
+                            s.expires_at.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["ID", "STATUS", "CREATED", "LAST SEEN", "EXPIRES"], rows)
+                );
+            }
+        }
+        SessionsCommand::Revoke {
+            session: Some(session),
+            ..
+        } => {
+            admin::revoke_session(&conn, &session, now)?;
+            eprintln!(
+                "session {session} is revoked; its token is refused from the next request on"
+            );
+        }
+        SessionsCommand::Revoke {
+            user: Some(user), ..
+        } => {
+            let n = admin::revoke_user_sessions(&conn, &user, now)?;
+            eprintln!("revoked {n} session(s) of {user}");
+        }
+        SessionsCommand::Revoke { .. } => unreachable!("clap requires a session or --user"),
+    }
+    Ok(())
+}
+
+fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
+    let summary = backup::create(dir, &args.file, SystemClock.now())?;
+    if args.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "wrote {} ({} bytes): {} users, {} sessions, {} signing keys, schema version {}. \
+             It holds the signing keys: keep it private.",
+            summary.file.display(),
+            summary.bytes,
+            summary.users,
+            summary.sessions,
+            summary.signing_keys,
+            summary.schema_version
+        );
+    }
+    Ok(())
+}
+
+fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
+    if args.dry_run {
+        if args.file == Path::new(backup::STDIN) {
+            return Err(AdminError::Refused(
+                "--dry-run reads a file; it cannot check standard input".into(),
+            ));
+        }
+        let summary = backup::verify_file(&args.file)?;
+        if args.json {
+            print_json(&summary);
+        } else {
+            eprintln!(
+                "{} is a usable backup from {} (wxauth {}): {} users, {} sessions, {} signing keys",
+                args.file.display(),
+                summary.created_at,
+                summary.wxauth_version,
+                summary.users,
+                summary.sessions,
+                summary.signing_keys
+            );
+        }
+        return Ok(());
+    }
+    let restored = backup::restore(dir, &args.file, SystemClock.now())?;
+    if args.json {
+        print_json(&restored);
+    } else {
+        eprintln!(
+            "restored {} into {} ({} users, {} sessions)",
+            args.file.display(),
+            dir.display(),
+            restored.backup.users,
+            restored.backup.sessions
+        );
+        if let Some(previous) = &restored.previous {
+            eprintln!(
+                "the database and keys it replaced are in {}",
+                previous.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One user as `users show` prints it: a field a line.
+fn user_text(user: &UserRecord, banned: bool, live_sessions: usize) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut lines = vec![
+        ("id", user.id.clone()),
+        ("appid", user.appid.clone()),
+        ("openid", user.openid.clone()),
+        ("unionid", or_dash(&user.unionid)),
+        ("nickname", or_dash(&user.nickname)),
+        ("avatar_url", or_dash(&user.avatar_url)),
+        ("gender", user.gender.to_string()),
+        ("country", or_dash(&user.country)),
+        ("province", or_dash(&user.province)),
+        ("city", or_dash(&user.city)),
+        ("language", or_dash(&user.language)),
+        ("phone", or_dash(&user.phone)),
+        ("created_at", user.created_at.clone()),
+        ("updated_at", user.updated_at.clone()),
+        ("live_sessions", live_sessions.to_string()),
+    ];
+    if banned {
+        lines.push(("banned_until", or_dash(&user.banned_until)));
+        lines.push(("ban_reason", or_dash(&user.ban_reason)));
+    }
+    lines
+        .into_iter()
+        .map(|(k, v)| format!("{k:<14} {v}\n"))
+        .collect()
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).expect("admin records serialize");
+    println!("{text}");
 }
 
 /// Builds the configuration from defaults, file, environment and flags.
@@ -363,8 +725,10 @@ fn init_logging(filter: &str, format: LogFormat) -> Result<(), String> {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // Colours only for a person at a terminal, never into a pipe, file or journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -408,6 +772,67 @@ async fn serve(args: ServeArgs) -> ExitCode {
     app.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+async fn check(args: CheckArgs) -> ExitCode {
+    let (findings, code) = match load_config(&args.serve) {
+        Err(e) => (
+            vec![Finding {
+                subject: "config".into(),
+                status: Status::Fail,
+                detail: e,
+            }],
+            EXIT_CONFIG,
+        ),
+        Ok(config) => {
+            let mut findings = check::offline(&config);
+            if args.online {
+                findings.extend(check::online(&config).await);
+            }
+            let failed = findings.iter().any(|f| f.status == Status::Fail);
+            (findings, if failed { EXIT_FAILURE } else { 0 })
+        }
+    };
+    if args.json {
+        print_json(&serde_json::json!({"ok": code == 0, "checks": findings}));
+    } else {
+        for f in &findings {
+            println!("{:<5} {:<14} {}", f.status.label(), f.subject, f.detail);
+        }
+    }
+    ExitCode::from(code)
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let url = match args.url {
+        Some(url) => url,
+        None => match resolve_listen(&args.dir) {
+            Ok(listen) => check::readyz_url(listen),
+            Err(e) => {
+                eprintln!("wxauth: configuration error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    match check::probe(&url, args.timeout.0).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wxauth: not ready: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The address `serve` would listen on, from the config file, the environment and
+/// the defaults; nothing else needs to be valid.
+fn resolve_listen(args: &DataDirArgs) -> Result<SocketAddr, String> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let flags = Layer {
+        data_dir: args.data_dir.clone(),
+        ..Layer::default()
+    };
+    let layer = merged_layer(args.config.as_ref(), flags, &env)?;
+    Ok(layer.listen.unwrap_or(DEFAULT_LISTEN))
 }
 
 async fn mock_wechat(args: MockArgs) -> ExitCode {
@@ -528,33 +953,36 @@ impl<'a> From<&'a ServiceKeyRow> for KeyListing<'a> {
 /// The keys as an aligned text table, one line each under a header.
 fn key_table(keys: &[ServiceKeyRow]) -> String {
     let or_dash = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), rfc3339);
-    let mut rows = vec![[
-        "ID".to_owned(),
-        "NAME".to_owned(),
-        "CREATED".to_owned(),
-        "LAST USED".to_owned(),
-        "REVOKED".to_owned(),
-    ]];
-    rows.extend(keys.iter().map(|k| {
-        [
-            k.public_id.clone(),
-            k.name.clone(),
-            rfc3339(k.created_at),
-            or_dash(k.last_used_at),
-            or_dash(k.revoked_at),
-        ]
-    }));
-    let mut widths = [0usize; 5];
+    let rows = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.public_id.clone(),
+                k.name.clone(),
+                rfc3339(k.created_at),
+                or_dash(k.last_used_at),
+                or_dash(k.revoked_at),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "CREATED", "LAST USED", "REVOKED"], rows)
+}
+
+/// `rows` under `header` as an aligned text table, columns two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+    let mut widths = vec![0usize; rows[0].len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
     for row in &rows {
         let line: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out.push_str(line.join("  ").trim_end());

@@ -13,6 +13,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::secret::Secret;
 
+/// Where the server listens unless told otherwise.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+
 /// The AppID used by dev mode when no app is configured.
 pub const DEV_APPID: &str = "wxdevelopment0000";
 
@@ -412,9 +418,7 @@ impl Config {
             return Err(invalid("avatar_max_bytes", "must be at least 1"));
         }
         Ok(Config {
-            listen: layer
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: layer.listen.unwrap_or(DEFAULT_LISTEN),
             data_dir,
             public_url,
             wechat_api,

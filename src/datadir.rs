@@ -13,6 +13,34 @@ pub const KEYS_FILE: &str = "keys.json";
 /// The config file read from the data directory when `--config` is not given.
 pub const CONFIG_FILE: &str = "wxauth.toml";
 
+/// The file a server holds an exclusive lock on while it uses the data directory, so
+/// that `wxauth restore` can tell whether one is running.
+pub const LOCK_FILE: &str = "wxauth.lock";
+
+/// The data directory's lock, held until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+}
+
+/// Takes the data directory's exclusive lock; `Ok(None)` when another process (or
+/// another open in this one) holds it. The kernel releases it when the holder exits,
+/// however it exits, so a crashed server never leaves a stale lock behind.
+pub fn try_lock(dir: &Path) -> io::Result<Option<DirLock>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(DirLock { _file: file })),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Creates `dir` (and parents) if needed, private to its owner (0700). A directory that
 /// already exists keeps its mode, since it may be shared on purpose (a home directory,
 /// a service's state directory); a warning says when others can read it.
@@ -82,5 +110,14 @@ mod tests {
             fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = try_lock(dir.path()).unwrap().expect("free at first");
+        assert!(try_lock(dir.path()).unwrap().is_none(), "taken while held");
+        drop(held);
+        assert!(try_lock(dir.path()).unwrap().is_some(), "free again");
     }
 }

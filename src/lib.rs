@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod backup;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,6 +16,8 @@ pub mod db;
 pub mod http;
 pub mod keys;
 pub mod login;
+pub mod maintenance;
+pub mod metrics;
 pub mod mock_wechat;
 pub mod profile;
 pub mod random;

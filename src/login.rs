@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use ring::digest;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::clock::secs;
@@ -58,12 +59,11 @@ pub async fn login(
         let mut map = state.logins.0.lock().expect("in-flight map poisoned");
         map.entry(key)
             .or_insert_with(|| {
-                let task = tokio::spawn(run_login(
-                    Arc::clone(state),
-                    app.clone(),
-                    code.to_owned(),
-                    key,
-                ));
+                // The task logs within the request that started it.
+                let task = tokio::spawn(
+                    run_login(Arc::clone(state), app.clone(), code.to_owned(), key)
+                        .instrument(tracing::Span::current()),
+                );
                 async move {
                     task.await.unwrap_or_else(|e| {
                         Err(ApiError::internal(&std::io::Error::other(e.to_string())))

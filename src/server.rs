@@ -19,6 +19,9 @@ use tower_service::Service;
 use warp::Filter;
 use warp::reply::Response;
 
+use crate::http::observe::observe;
+use crate::metrics::Metrics;
+
 /// The most a request head (request line and headers) may take.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
@@ -57,6 +60,20 @@ pub async fn serve<F>(
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
+    serve_observed(listener, filter, limits, None, shutdown).await;
+}
+
+/// Like [`serve`]; with `metrics`, every request also gets a request id and a tracing
+/// span, and is recorded in the metrics.
+pub async fn serve_observed<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: ConnectionLimits,
+    metrics: Option<Arc<Metrics>>,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -85,10 +102,18 @@ pub async fn serve<F>(
         };
         let _ = stream.set_nodelay(true);
         let svc = warp::service(filter.clone());
+        let metrics = metrics.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             let mut svc = svc.clone();
-            async move { Ok::<_, Infallible>(svc.call(req).await.unwrap_or_else(|e| match e {})) }
+            let metrics = metrics.clone();
+            async move {
+                let call = |req| async move { svc.call(req).await.unwrap_or_else(|e| match e {}) };
+                Ok::<_, Infallible>(match &metrics {
+                    Some(metrics) => observe(req, call, metrics).await,
+                    None => call(req).await,
+                })
+            }
         });
         let conn = http.serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);

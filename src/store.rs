@@ -135,6 +135,87 @@ pub fn user_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, DbError
         .optional()?)
 }
 
+/// The user with public id `public_id`.
+pub fn user_by_public_id(conn: &Connection, public_id: &str) -> Result<Option<UserRow>, DbError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.public_id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([public_id], |r| user_from_row(r, 0))
+        .optional()?)
+}
+
+/// The users with `openid`: the one of `appid`, or, without an app, one per app that
+/// has that openid.
+pub fn users_by_openid(
+    conn: &Connection,
+    openid: &str,
+    appid: Option<&str>,
+) -> Result<Vec<UserRow>, DbError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 \
+         AND (?2 IS NULL OR u.appid = ?2) ORDER BY u.appid"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params![openid, appid], |r| user_from_row(r, 0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Up to `limit` users, newest first, optionally of one app only, starting after the
+/// user `before` (a `(created_at, id)` position) when given.
+pub fn list_users(
+    conn: &Connection,
+    appid: Option<&str>,
+    before: Option<(UnixTime, i64)>,
+    limit: u32,
+) -> Result<Vec<UserRow>, DbError> {
+    // Spelled out per case so SQLite can walk `users_app_created` for one app.
+    let mut sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE 1");
+    if appid.is_some() {
+        sql.push_str(" AND u.appid = ?1");
+    }
+    if before.is_some() {
+        sql.push_str(" AND (u.created_at, u.id) < (?2, ?3)");
+    }
+    sql.push_str(" ORDER BY u.created_at DESC, u.id DESC LIMIT ?4");
+    let (before_at, before_id) = before.unzip();
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(params![appid, before_at, before_id, limit], |r| {
+            user_from_row(r, 0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Every stored session of a user, newest first; ended ones stay until maintenance
+/// purges them.
+pub fn user_sessions(conn: &Connection, user_id: i64) -> Result<Vec<SessionRow>, DbError> {
+    let sql =
+        format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ?1 ORDER BY s.id DESC");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([user_id], session_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The session with public id `public_id`, with its user.
+pub fn session_by_public_id(
+    conn: &Connection,
+    public_id: &str,
+) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.public_id = ?1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([public_id], session_and_user)
+        .optional()?)
+}
+
 /// A remembered login code.
 #[derive(Debug, Clone)]
 pub struct LoginCodeRow {

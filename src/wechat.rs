@@ -3,12 +3,14 @@
 //! jittered exponential backoff inside that bound. The request URL carries the AppSecret,
 //! so no error or log line ever includes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::AppConfig;
+use crate::metrics::Metrics;
 use crate::random;
 use crate::secret::Secret;
 
@@ -41,6 +43,19 @@ pub enum WeChatError {
     Unavailable(String),
 }
 
+impl WeChatError {
+    /// The kind of failure in one word, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WeChatError::InvalidCode(_) => "invalid_code",
+            WeChatError::LoginBlocked => "login_blocked",
+            WeChatError::RateLimited => "rate_limited",
+            WeChatError::Unusable(_) => "unusable",
+            WeChatError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// One attempt's outcome: done, or worth another try.
 enum Attempt<T> {
     Done(Result<T, WeChatError>),
@@ -53,6 +68,7 @@ pub struct WeChatClient {
     http: reqwest::Client,
     base: String,
     total: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Installs ring as rustls's crypto provider (the only crypto library wxauth uses).
@@ -91,7 +107,20 @@ impl WeChatClient {
             http,
             base: base.to_owned(),
             total,
+            metrics: None,
         })
+    }
+
+    /// The same client, recording every call's outcome and time in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> WeChatClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn record<T>(&self, api: &str, started: Instant, result: &Result<T, WeChatError>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.upstream(api, result.as_ref().err(), started.elapsed());
+        }
     }
 
     /// Exchanges a `wx.login` code for the user's openid and session_key.
@@ -147,7 +176,8 @@ impl WeChatClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Attempt<T>>,
     {
-        let deadline = Instant::now() + self.total;
+        let started = Instant::now();
+        let deadline = started + self.total;
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0u32;
         loop {
@@ -157,6 +187,7 @@ impl WeChatClient {
                     if let Err(e) = &result {
                         tracing::warn!(api, tries, error = %e, "WeChat call failed");
                     }
+                    self.record(api, started, &result);
                     return result;
                 }
                 Ok(Attempt::Retry(reason)) => reason,
@@ -166,7 +197,9 @@ impl WeChatClient {
             let pause = Duration::from_millis(random::below(backoff.as_millis() as u64 + 1));
             if Instant::now() + pause >= deadline {
                 tracing::warn!(api, tries, reason, "WeChat unavailable; giving up");
-                return Err(WeChatError::Unavailable(reason));
+                let result = Err(WeChatError::Unavailable(reason));
+                self.record(api, started, &result);
+                return result;
             }
             tracing::debug!(api, tries, reason, ?pause, "retrying WeChat call");
             tokio::time::sleep(pause).await;

@@ -12,7 +12,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use readers::Readers;
-pub use writer::Writer;
+pub use writer::{BatchObserver, Writer};
 
 /// The schema of a new database.
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -66,13 +66,18 @@ impl Db {
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`, and
     /// starts its writer thread.
     pub fn open(path: &Path) -> Result<Arc<Db>, DbError> {
+        Db::open_observed(path, Box::new(|_| {}))
+    }
+
+    /// Like [`Db::open`], calling `on_batch` with the size of every committed batch.
+    pub fn open_observed(path: &Path, on_batch: BatchObserver) -> Result<Arc<Db>, DbError> {
         create_private(path)?;
         let mut conn = open_connection(path, false)?;
         migrate(&mut conn)?;
         Ok(Arc::new(Db {
             path: path.to_owned(),
             readers: Readers::start(path)?,
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, on_batch),
         }))
     }
 

@@ -26,6 +26,9 @@ struct Done {
 
 type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 
+/// Called on the writer thread with the number of writes in each committed batch.
+pub type BatchObserver = Box<dyn Fn(usize) + Send>;
+
 enum Msg {
     Job(Job),
     Stop,
@@ -38,12 +41,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: Connection) -> Writer {
+    /// Starts the writer thread on `conn`; `on_batch` hears of every committed batch.
+    pub fn start(conn: Connection, on_batch: BatchObserver) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("wxauth-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, on_batch))
             .expect("cannot start the database writer thread");
         Writer {
             queue,
@@ -115,7 +118,7 @@ where
     })
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -133,7 +136,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, &mut batch);
+        let size = batch.len();
+        if commit_batch(&conn, &mut batch) {
+            on_batch(size);
+        }
     }
     // Writes queued behind the stop request are refused rather than left hanging.
     rx.close();
@@ -147,14 +153,15 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
+/// Runs and commits one batch; returns whether it committed.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
     let size = batch.len();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, size, "cannot begin a write transaction");
         for job in batch.drain(..) {
             drop(job);
         }
-        return;
+        return false;
     }
     let mut answers = Vec::with_capacity(size);
     for job in batch.drain(..) {
@@ -193,6 +200,7 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) {
     for answer in answers {
         answer(committed);
     }
+    committed
 }
 
 #[cfg(test)]

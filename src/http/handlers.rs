@@ -52,6 +52,18 @@ pub async fn readyz(state: &Arc<AppState>) -> Response {
     }
 }
 
+pub async fn metrics(state: &Arc<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .render(&state.db, state.clock.now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot count rows for the metrics");
+            ApiError::new(ErrorCode::Internal, "the metrics are not available")
+        })?;
+    Ok(reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
@@ -79,8 +91,11 @@ pub async fn login(
             },
         )
     })?;
-    let outcome = login::login(state, app, &request.code).await?;
-    Ok(token_response(state, &outcome))
+    let outcome = login::login(state, app, &request.code).await;
+    state
+        .metrics
+        .login(&app.appid, outcome.as_ref().err().map(|e| e.code));
+    Ok(token_response(state, &outcome?))
 }
 
 fn token_response(state: &AppState, outcome: &LoginOutcome) -> Response {

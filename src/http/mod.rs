@@ -5,6 +5,7 @@ pub mod backend;
 pub mod body;
 pub mod error;
 mod handlers;
+pub mod observe;
 pub mod views;
 
 use std::net::IpAddr;
@@ -85,6 +86,10 @@ pub fn routes(
                 respond(handlers::patch_me(&s, a, b).await)
             },
         );
+    let metrics = warp::path!("metrics")
+        .and(get_or_head())
+        .and(state.clone())
+        .then(|s: Arc<AppState>| async move { respond(handlers::metrics(&s).await) });
     // Any method: a proxy's auth subrequest may carry the method of the original request.
     let forward = warp::path!("v1" / "auth" / "forward")
         .and(state.clone())
@@ -121,6 +126,8 @@ pub fn routes(
         .or(forward)
         .unify()
         .or(introspect)
+        .unify()
+        .or(metrics)
         .unify()
         .recover(error::recover)
         .unify()

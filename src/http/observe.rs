@@ -1,0 +1,97 @@
+//! Around every request: a request id (the client's `X-Request-Id` when it is sane,
+//! else a new one), echoed in the response and carried by a tracing span so that every
+//! log line of the request names it; and the request's route, status and time recorded
+//! in the metrics.
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use tracing::Instrument;
+use warp::http::{HeaderName, HeaderValue, Request};
+use warp::reply::Response;
+
+use crate::metrics::{self, Metrics};
+use crate::random;
+
+/// The header a request id comes in and goes back out in.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id accepted from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Runs `call` on `request` inside a span naming its request id, sets the id on the
+/// response, and records the request in `metrics`.
+pub async fn observe<F>(
+    request: Request<Incoming>,
+    call: impl FnOnce(Request<Incoming>) -> F,
+    metrics: &Metrics,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
+    let started = Instant::now();
+    let route = metrics::route_label(request.uri().path());
+    let id = request_id(request.headers().get(&REQUEST_ID));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        route = %route,
+    );
+    let mut response = call(request).instrument(span.clone()).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, took_us = took.as_micros() as u64, "answered"));
+    metrics.request(route, status, took);
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+/// The client's request id if it is short and made of characters safe in a log line
+/// and a header; otherwise a new one.
+fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
+    match given {
+        Some(value) if is_sane(value.as_bytes()) => value.clone(),
+        _ => generate(),
+    }
+}
+
+fn is_sane(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+}
+
+/// A new id: a random per-process prefix and a counter, unique without asking the
+/// operating system for randomness on every request.
+fn generate() -> HeaderValue {
+    static PREFIX: LazyLock<u32> = LazyLock::new(|| u32::from_le_bytes(random::bytes()));
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{:08x}{n:012x}", *PREFIX))
+        .expect("hex digits are a valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_ids_are_kept_and_others_replaced() {
+        let kept = HeaderValue::from_static("req-42_a.b:c/d+e=f@g");
+        assert_eq!(request_id(Some(&kept)), kept);
+        for bad in ["", "has space", "quote\"", "semi;colon"] {
+            let value = HeaderValue::from_str(bad).unwrap();
+            let id = request_id(Some(&value));
+            assert_ne!(id, value, "{bad:?}");
+            assert_eq!(id.len(), 20);
+        }
+        let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID + 1)).unwrap();
+        assert_ne!(request_id(Some(&long)), long);
+        assert_ne!(request_id(None), request_id(None), "generated ids differ");
+    }
+}

@@ -1,0 +1,183 @@
+//! Housekeeping in the background: sessions that ended long enough ago and login codes
+//! past their five minutes are deleted, a few hundred rows per write job, so that other
+//! writes queue behind a purge for milliseconds at most.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::app::AppState;
+use crate::clock::{UnixTime, secs};
+use crate::db::{Db, DbError};
+
+/// The most rows one write job deletes.
+pub const BATCH: usize = 500;
+/// How long an ended session is kept: for that long its token still answers
+/// `token_expired` or `session_revoked` rather than `invalid_token`, and
+/// `wxauth sessions list` still shows it.
+pub const SESSION_GRACE: Duration = Duration::from_secs(7 * 86400);
+/// How often the purge runs.
+pub const INTERVAL: Duration = Duration::from_secs(600);
+
+/// What one purge deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: usize,
+    pub login_codes: usize,
+}
+
+/// Deletes expired login codes, then sessions whose sliding expiry (never later than
+/// their absolute one) passed more than [`SESSION_GRACE`] before `now`. Revoked
+/// sessions go the same way: a revoked session is never refreshed again.
+pub async fn purge(db: &Db, now: UnixTime) -> Result<Purged, DbError> {
+    let login_codes = purge_in_batches(db, move |c| {
+        delete_batch(c, "login_codes", "code_hash", now)
+    })
+    .await?;
+    let cutoff = now.saturating_sub(secs(SESSION_GRACE));
+    let sessions = purge_in_batches(db, move |c| delete_batch(c, "sessions", "id", cutoff)).await?;
+    Ok(Purged {
+        sessions,
+        login_codes,
+    })
+}
+
+/// Runs `job` as separate writes until it deletes less than a full batch; returns the
+/// total deleted.
+async fn purge_in_batches(
+    db: &Db,
+    job: impl Fn(&Connection) -> Result<usize, DbError> + Send + Sync + Clone + 'static,
+) -> Result<usize, DbError> {
+    let mut total = 0;
+    loop {
+        let job = job.clone();
+        let deleted = db.write(move |c| job(c)).await?;
+        total += deleted;
+        if deleted < BATCH {
+            return Ok(total);
+        }
+        // Let the requests that queued behind this batch go first.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes up to [`BATCH`] rows of `table` whose `expires_at` is at or before `cutoff`,
+/// found through the table's expiry index.
+fn delete_batch(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    cutoff: UnixTime,
+) -> Result<usize, DbError> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE {key} IN \
+         (SELECT {key} FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
+    );
+    Ok(conn.prepare_cached(&sql)?.execute((cutoff, BATCH as i64))?)
+}
+
+/// Purges every [`INTERVAL`] until the task is aborted; failures are logged and the
+/// next round tries again.
+pub async fn run(state: Arc<AppState>) {
+    let mut ticks = tokio::time::interval(INTERVAL);
+    loop {
+        ticks.tick().await;
+        match purge(&state.db, state.clock.now()).await {
+            Ok(Purged {
+                sessions: 0,
+                login_codes: 0,
+            }) => {}
+            Ok(purged) => tracing::info!(
+                sessions = purged.sessions,
+                login_codes = purged.login_codes,
+                "purged ended sessions and expired login codes"
+            ),
+            Err(e) => tracing::warn!(error = %e, "purge failed; trying again later"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params;
+
+    use super::*;
+
+    const DAY: i64 = 86400;
+
+    /// A database with one user, `n` sessions expiring at `expires_at` and a login code
+    /// for each, expiring at `code_expires_at`.
+    async fn seed(db: &Db, n: usize, expires_at: UnixTime, code_expires_at: UnixTime) {
+        db.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO users (id, public_id, appid, openid, created_at, updated_at) \
+                 VALUES (1, 'u_1', 'wx1', 'o1', 0, 0)",
+                [],
+            )?;
+            for _ in 0..n {
+                let secret: [u8; 32] = crate::random::bytes();
+                c.execute(
+                    "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, \
+                     expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, 1, 0, ?3, ?3, 0)",
+                    params![crate::random::public_id("s_"), &secret[..], expires_at],
+                )?;
+                let code: [u8; 32] = crate::random::bytes();
+                c.execute(
+                    "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
+                     expires_at) VALUES (?1, ?2, x'00', 0, ?3)",
+                    params![&code[..], c.last_insert_rowid(), code_expires_at],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn count(db: &Arc<Db>, table: &'static str) -> i64 {
+        db.read(move |c| {
+            Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ended_sessions_and_old_codes_go_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&batches);
+        let db = Db::open_observed(
+            &dir.path().join("t.db"),
+            Box::new(move |n| seen.lock().unwrap().push(n)),
+        )
+        .unwrap();
+        let now = 100 * DAY;
+        // Long ended: purged, with their codes.
+        seed(&db, 1200, now - 8 * DAY, now - 8 * DAY).await;
+        // Ended within the grace period: kept, but their old codes go.
+        seed(&db, 3, now - DAY, now - DAY).await;
+        // Live, with a code still inside its five minutes: kept.
+        seed(&db, 2, now + DAY, now + 60).await;
+        batches.lock().unwrap().clear();
+
+        let purged = purge(&db, now).await.unwrap();
+        assert_eq!(
+            purged,
+            Purged {
+                sessions: 1200,
+                login_codes: 1203
+            }
+        );
+        assert_eq!(count(&db, "sessions").await, 5);
+        assert_eq!(count(&db, "login_codes").await, 2);
+        // Every job stayed within a batch, and each was its own commit.
+        let batches = batches.lock().unwrap().clone();
+        assert!(batches.len() >= 6, "{batches:?}");
+        assert!(batches.iter().all(|&n| n == 1), "{batches:?}");
+
+        assert_eq!(purge(&db, now).await.unwrap(), Purged::default());
+        db.close().await;
+    }
+}

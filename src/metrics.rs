@@ -1,0 +1,346 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format: HTTP
+//! requests, logins, WeChat calls and database write batches are counted as they
+//! happen; live sessions and users are counted from the database when scraped.
+//! Labels on the request path are `&'static str` (route templates, status numbers), so
+//! recording a request allocates nothing once its series exists.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::clock::UnixTime;
+use crate::db::{Db, DbError};
+use crate::http::error::ErrorCode;
+use crate::wechat::WeChatError;
+
+/// The content type of the rendered metrics.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long counts taken from the database are reused, so frequent scrapes of a large
+/// database do not keep the read pool busy.
+const DB_GAUGES_TTL: Duration = Duration::from_secs(15);
+
+/// Request latency buckets, in seconds: half a millisecond to ten seconds.
+const HTTP_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// WeChat call latency buckets, in seconds: retries can make a call take its whole
+/// bound.
+const UPSTREAM_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    app: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    api: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+
+fn upstream_histogram() -> Histogram {
+    Histogram::new(UPSTREAM_BUCKETS)
+}
+
+/// Every metric of one server.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    logins: Family<LoginLabels, Counter>,
+    upstream_calls: Family<UpstreamLabels, Counter>,
+    upstream_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    write_batch: Histogram,
+    live_sessions: Gauge,
+    users: Family<AppLabels, Gauge>,
+    /// When the database counts were last taken.
+    counted_at: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, all registered under the `wxauth_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wxauth");
+        registry.register(
+            "build",
+            "The running wxauth version",
+            Info::new(VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::new_with_constructor(http_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its response head, by route template",
+            Unit::Seconds,
+            request_seconds.clone(),
+        );
+        let logins = Family::default();
+        registry.register(
+            "logins",
+            "Logins by app and result: `success`, or the API error code",
+            logins.clone(),
+        );
+        let upstream_calls = Family::default();
+        registry.register(
+            "upstream_calls",
+            "WeChat API calls (retries included in one call) by API and result",
+            upstream_calls.clone(),
+        );
+        let upstream_seconds =
+            Family::new_with_constructor(upstream_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "upstream_call_duration",
+            "WeChat API call time, retries included, by API",
+            Unit::Seconds,
+            upstream_seconds.clone(),
+        );
+        let write_batch = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        registry.register(
+            "db_write_batch_size",
+            "Writes committed together in one database transaction",
+            write_batch.clone(),
+        );
+        let live_sessions = Gauge::default();
+        registry.register(
+            "sessions_live",
+            "Sessions neither revoked nor expired (counted at most every 15s)",
+            live_sessions.clone(),
+        );
+        let users = Family::default();
+        registry.register(
+            "users",
+            "Users by app (counted at most every 15s)",
+            users.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            logins,
+            upstream_calls,
+            upstream_seconds,
+            write_batch,
+            live_sessions,
+            users,
+            counted_at: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Records an answered HTTP request.
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records a login's outcome: `None` for a success, else the error it answered.
+    pub fn login(&self, app: &str, error: Option<ErrorCode>) {
+        let result = error.map_or("success", ErrorCode::as_str);
+        self.logins
+            .get_or_create(&LoginLabels {
+                app: app.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Records a finished WeChat call.
+    pub fn upstream(&self, api: &str, error: Option<&WeChatError>, took: Duration) {
+        let result = error.map_or("ok", WeChatError::kind);
+        self.upstream_calls
+            .get_or_create(&UpstreamLabels {
+                api: api.to_owned(),
+                result,
+            })
+            .inc();
+        self.upstream_seconds
+            .get_or_create(&ApiLabels {
+                api: api.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A callback for the database writer that records each committed batch's size.
+    pub fn batch_observer(self: &Arc<Self>) -> impl Fn(usize) + Send + 'static {
+        let histogram = self.write_batch.clone();
+        move |size| histogram.observe(size as f64)
+    }
+
+    /// The metrics in the OpenMetrics text format, after refreshing the counts taken
+    /// from the database if they are older than [`DB_GAUGES_TTL`].
+    pub async fn render(&self, db: &Arc<Db>, now: UnixTime) -> Result<String, DbError> {
+        {
+            let mut counted_at = self.counted_at.lock().await;
+            if counted_at.is_none_or(|at| at.elapsed() >= DB_GAUGES_TTL) {
+                let (live, users) = db.read(move |c| count_rows(c, now)).await?;
+                self.live_sessions.set(live);
+                self.users.clear();
+                for (app, n) in users {
+                    self.users.get_or_create(&AppLabels { app }).set(n);
+                }
+                *counted_at = Some(Instant::now());
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        Ok(text)
+    }
+}
+
+/// Live sessions, and users per app.
+fn count_rows(
+    conn: &rusqlite::Connection,
+    now: UnixTime,
+) -> Result<(i64, Vec<(String, i64)>), DbError> {
+    let live = conn.query_row(
+        "SELECT count(*) FROM sessions WHERE expires_at > ?1 AND revoked_at IS NULL",
+        [now],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare("SELECT appid, count(*) FROM users GROUP BY appid")?;
+    let users = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((live, users))
+}
+
+/// The routes metrics are labelled with; a path that is none of them is `unmatched`,
+/// so scanners probing random paths cannot blow up the number of series.
+const ROUTES: [&str; 13] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/login",
+    "/v1/session",
+    "/v1/session/refresh",
+    "/v1/logout",
+    "/v1/me",
+    "/v1/me/avatar",
+    "/v1/me/phone",
+    "/v1/me/wechat-profile",
+    "/v1/auth/forward",
+    "/v1/introspect",
+];
+
+/// The route template a request path belongs to, for labels.
+pub fn route_label(path: &str) -> &'static str {
+    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+        return route;
+    }
+    match path.strip_prefix("/v1/avatars/") {
+        Some(rest) if !rest.is_empty() && !rest.contains('/') => "/v1/avatars/{id}",
+        _ => "unmatched",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_a_fixed_set_of_routes() {
+        assert_eq!(route_label("/v1/login"), "/v1/login");
+        assert_eq!(route_label("/v1/avatars/abc.png"), "/v1/avatars/{id}");
+        assert_eq!(route_label("/v1/avatars/"), "unmatched");
+        assert_eq!(route_label("/v1/avatars/a/b"), "unmatched");
+        assert_eq!(route_label("/wp-admin/setup.php"), "unmatched");
+        assert_eq!(route_label("/v1/login/"), "unmatched");
+    }
+
+    #[tokio::test]
+    async fn rendering_shows_counters_and_histograms() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        metrics.request("/v1/login", 200, Duration::from_millis(3));
+        metrics.login("wx1", None);
+        metrics.login("wx1", Some(ErrorCode::InvalidCode));
+        metrics.upstream(
+            "jscode2session",
+            Some(&WeChatError::RateLimited),
+            Duration::from_millis(20),
+        );
+        (metrics.batch_observer())(3);
+        let text = metrics.render(&db, 0).await.unwrap();
+        for line in [
+            "wxauth_http_requests_total{route=\"/v1/login\",status=\"200\"} 1",
+            "wxauth_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/v1/login\"} 1",
+            "wxauth_logins_total{app=\"wx1\",result=\"success\"} 1",
+            "wxauth_logins_total{app=\"wx1\",result=\"invalid_code\"} 1",
+            "wxauth_upstream_calls_total{api=\"jscode2session\",result=\"rate_limited\"} 1",
+            "wxauth_db_write_batch_size_count 1",
+            "wxauth_sessions_live 0",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        db.close().await;
+    }
+}
