@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use ring::digest;
-use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::clock::secs;
@@ -28,60 +30,73 @@ pub struct LoginOutcome {
     pub new_user: bool,
 }
 
-type Shared = Arc<OnceCell<Result<LoginOutcome, ApiError>>>;
+type Shared = futures_util::future::Shared<BoxFuture<'static, Result<LoginOutcome, ApiError>>>;
 
-/// Logins in flight, by code: the first request for a code does the work and the others
-/// wait for its result.
-#[derive(Debug, Default)]
+/// Logins in flight, by code: the first request for a code starts the work and every
+/// request with that code waits for its result.
+#[derive(Default)]
 pub struct InFlight(Mutex<HashMap<[u8; 32], Shared>>);
 
-/// Removes a code's entry once the last request waiting on it is done or gone.
-struct Leave<'a> {
-    inflight: &'a InFlight,
-    key: [u8; 32],
-    cell: Shared,
-}
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        let mut map = self.inflight.0.lock().expect("in-flight map poisoned");
-        if let Some(current) = map.get(&self.key) {
-            // Two owners left: the map and this request.
-            if Arc::ptr_eq(current, &self.cell) && Arc::strong_count(&self.cell) <= 2 {
-                map.remove(&self.key);
-            }
-        }
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |map| map.len());
+        f.debug_tuple("InFlight").field(&n).finish()
     }
 }
 
 /// Logs in with a `wx.login` code for `app`.
+///
+/// The work runs as a task of its own, not inside the request: once WeChat has consumed
+/// the code, the login must be recorded even if the client has gone away, or its retry
+/// would find the code used and no session to give back.
 pub async fn login(
     state: &Arc<AppState>,
     app: &AppConfig,
     code: &str,
 ) -> Result<LoginOutcome, ApiError> {
     let key = code_hash(&app.appid, code);
-    if let Some(outcome) = replay(state, &app.appid, code, key).await? {
-        return Ok(outcome);
-    }
-    let cell = {
+    let shared = {
         let mut map = state.logins.0.lock().expect("in-flight map poisoned");
-        Arc::clone(map.entry(key).or_default())
+        map.entry(key)
+            .or_insert_with(|| {
+                // The task logs within the request that started it.
+                let task = tokio::spawn(
+                    run_login(Arc::clone(state), app.clone(), code.to_owned(), key)
+                        .instrument(tracing::Span::current()),
+                );
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(ApiError::internal(&std::io::Error::other(e.to_string())))
+                    })
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
     };
-    let joined = Leave {
-        inflight: &state.logins,
-        key,
-        cell,
-    };
-    joined
-        .cell
-        .get_or_init(|| fresh_login(state, app, code, key))
-        .await
-        .clone()
+    shared.await
 }
 
-/// Calls WeChat and records the login. Checks for a replay first: another request with
-/// the same code may have finished between our first look and now.
+/// Does one login and then forgets the code's in-flight entry; later requests with the
+/// code find the recorded result in the database instead.
+async fn run_login(
+    state: Arc<AppState>,
+    app: AppConfig,
+    code: String,
+    key: [u8; 32],
+) -> Result<LoginOutcome, ApiError> {
+    let result = fresh_login(&state, &app, &code, key).await;
+    state
+        .logins
+        .0
+        .lock()
+        .expect("in-flight map poisoned")
+        .remove(&key);
+    result
+}
+
+/// Calls WeChat and records the login, unless the code already led to a live session
+/// (a retried request), which is returned instead.
 async fn fresh_login(
     state: &Arc<AppState>,
     app: &AppConfig,

@@ -276,3 +276,24 @@ async fn several_apps_need_the_appid() {
     assert_eq!(body["new_user"], true);
     assert_eq!(server.count("users"), 2);
 }
+
+#[tokio::test]
+async fn a_login_whose_client_went_away_is_still_recorded() {
+    let server = TestServer::start().await;
+    // The client gives up while WeChat is still answering; WeChat has used the code.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        server.login("slow:400:fresh-code-7"),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the request should still have been running"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Its retry gets the session the abandoned request created, not `invalid_code`.
+    let retry = server.login_ok("slow:400:fresh-code-7").await;
+    assert_eq!(retry["new_user"], true);
+    assert_eq!(server.mock.code2session_calls(), 1);
+    assert_eq!(server.count("sessions"), 1);
+}

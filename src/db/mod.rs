@@ -2,13 +2,16 @@
 //! bringing its schema up to date, and the two ways in: reads on pooled read-only
 //! connections, and writes through the single writer thread.
 
+mod readers;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+use readers::Readers;
 pub use writer::{BatchObserver, Writer};
 
 /// The schema of a new database.
@@ -20,9 +23,6 @@ const MIGRATIONS: &[(i64, &str)] = &[];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
-
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 16;
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +49,10 @@ pub enum DbError {
     NoDatabase(PathBuf),
 }
 
-/// The database: a writer and a pool of readers over one file.
+/// The database: one writer thread and a few reader threads over one file.
 pub struct Db {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: Readers,
     writer: Writer,
 }
 
@@ -76,7 +76,7 @@ impl Db {
         migrate(&mut conn)?;
         Ok(Arc::new(Db {
             path: path.to_owned(),
-            readers: Mutex::new(Vec::new()),
+            readers: Readers::start(path)?,
             writer: Writer::start(conn, on_batch),
         }))
     }
@@ -86,36 +86,14 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a read-only connection, on a blocking thread so the async runtime
-    /// never waits on SQLite.
-    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, DbError>
+    /// Runs `f` on a read-only connection on a reader thread, so the async runtime never
+    /// waits on SQLite. Reads never wait for the writer (WAL).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let db = Arc::clone(self);
-        tokio::task::spawn_blocking(move || db.read_blocking(f))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
-    }
-
-    /// Runs `f` on a read-only connection on the calling thread; for the CLI and for
-    /// code already on a blocking thread.
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let conn = self.readers.lock().expect("reader pool poisoned").pop();
-        let conn = match conn {
-            Some(conn) => conn,
-            None => open_connection(&self.path, true)?,
-        };
-        let result = f(&conn);
-        let mut pool = self.readers.lock().expect("reader pool poisoned");
-        if pool.len() < IDLE_READERS {
-            pool.push(conn);
-        }
-        result
+        self.readers.read(f).await
     }
 
     /// Runs `f` in the writer's next transaction and returns once that transaction is
@@ -141,7 +119,7 @@ impl Db {
     pub async fn close(&self) {
         // Readers go first, so the writer's connection is the last one and its close
         // checkpoints the WAL into the database file and removes it.
-        self.readers.lock().expect("reader pool poisoned").clear();
+        self.readers.stop().await;
         self.writer.stop().await;
     }
 }
@@ -183,6 +161,12 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // SQLite may let a plan depend on a bound value (it does for the session lookup's
+    // join); such a statement is prepared again whenever its bindings are cleared, which
+    // rusqlite's statement cache does on every reuse, and that costs several times the
+    // lookup itself. The planner stability guarantee turns value-dependent plans off; no
+    // query of wxauth needs one.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if !read_only {
         // WAL lets readers work while the writer commits; FULL makes every commit
         // durable, so an acknowledged write survives a crash or a power cut.
@@ -219,6 +203,8 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
+    use rusqlite::OptionalExtension;
+
     use super::*;
 
     #[tokio::test]
@@ -230,7 +216,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        db.read_blocking(|c| {
+        db.read(|c| {
             let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
             assert_eq!(v, SCHEMA_VERSION);
             let mode: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
@@ -241,11 +227,33 @@ mod tests {
             assert_eq!(fk, 1);
             Ok(())
         })
+        .await
         .unwrap();
         db.close().await;
         drop(db);
         // Opening again leaves the schema alone.
         Db::open(&path).unwrap().close().await;
+    }
+
+    #[test]
+    fn a_new_binding_reuses_the_prepared_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Db::open(&path).unwrap());
+        let conn = open_connection(&path, true).unwrap();
+        let sql = "SELECT s.id, u.id FROM sessions s JOIN users u ON u.id = s.user_id \
+                   WHERE s.secret_hash = ?1";
+        for key in [[1u8; 32], [2; 32], [3; 32]] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let found = stmt.query_row([&key[..]], |_| Ok(())).optional().unwrap();
+            assert!(found.is_none());
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "the statement was prepared again for a new binding"
+        );
     }
 
     #[test]

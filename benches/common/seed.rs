@@ -1,0 +1,120 @@
+//! Filling a wxauth database with users and live sessions straight through SQLite, in
+//! large transactions with prepared statements that follow schema.sql. Shared by the
+//! `bench_seed` example and the session-lookup micro-benchmark.
+
+use rusqlite::{Connection, params};
+use wxauth::token::{SESSION_SECRET_LEN, SessionSecret};
+
+/// Rows written per transaction.
+const BATCH: u64 = 50_000;
+
+/// What the seeding left behind for the load generator.
+pub struct Seeded {
+    /// The secrets of sessions spread evenly over the whole table.
+    pub sample: Vec<SessionSecret>,
+    /// Users (and sessions) written.
+    pub users: u64,
+}
+
+/// A small, fast generator for ids and secrets: the fixture needs many unpredictable-
+/// looking values, not cryptographic ones (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+
+    /// `prefix` followed by `2 * N` lowercase hex digits.
+    fn hex_id<const N: usize>(&mut self, prefix: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut raw = [0u8; N];
+        self.fill(&mut raw);
+        let mut id = String::with_capacity(prefix.len() + 2 * N);
+        id.push_str(prefix);
+        for b in raw {
+            id.push(HEX[usize::from(b >> 4)] as char);
+            id.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        id
+    }
+}
+
+/// Adds `users` users of `appid`, each with one session live from `now` for a week,
+/// and returns the secrets of `sample` of those sessions. `seed` varies the ids.
+pub fn seed(
+    conn: &mut Connection,
+    appid: &str,
+    users: u64,
+    sample: usize,
+    now: i64,
+    seed: u64,
+) -> rusqlite::Result<Seeded> {
+    let mut rng = Rng(seed);
+    let first: i64 = conn.query_row(
+        "SELECT max(coalesce((SELECT max(id) FROM users), 0), \
+                    coalesce((SELECT max(id) FROM sessions), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    let every = (users / sample.max(1) as u64).max(1);
+    let mut kept = Vec::with_capacity(sample);
+    let mut written = 0;
+    while written < users {
+        let end = (written + BATCH).min(users);
+        let tx = conn.transaction()?;
+        {
+            let mut add_user = tx.prepare_cached(
+                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )?;
+            let mut add_session = tx.prepare_cached(
+                "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, \
+                 expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?1, ?4, ?5, ?6, ?4)",
+            )?;
+            for n in written..end {
+                let id = first + n as i64 + 1;
+                let created = now - (users - n) as i64;
+                let openid = rng.hex_id::<14>("o");
+                add_user.execute(params![
+                    id,
+                    rng.hex_id::<12>("u_"),
+                    appid,
+                    &openid[..28],
+                    created
+                ])?;
+                let mut raw = [0u8; SESSION_SECRET_LEN];
+                rng.fill(&mut raw);
+                let secret = SessionSecret::from_bytes(raw);
+                add_session.execute(params![
+                    id,
+                    rng.hex_id::<12>("s_"),
+                    &secret.hash()[..],
+                    now,
+                    now + 7 * 86_400,
+                    now + 90 * 86_400
+                ])?;
+                if n % every == 0 && kept.len() < sample {
+                    kept.push(secret);
+                }
+            }
+        }
+        tx.commit()?;
+        written = end;
+    }
+    Ok(Seeded {
+        sample: kept,
+        users: written,
+    })
+}

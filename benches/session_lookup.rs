@@ -1,0 +1,61 @@
+//! The database half of the authenticated path: `store::session_by_secret` on a read
+//! connection over a seeded database, for a session that exists and for one that does
+//! not. The load benchmark (`bench/run`) measures the same path end to end.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wxauth::datadir::DATABASE_FILE;
+use wxauth::db::{migrate, open_connection};
+use wxauth::store;
+
+#[path = "common/seed.rs"]
+mod seed;
+
+/// Users (each with one session) in the benchmark's database.
+const USERS: u64 = 100_000;
+
+fn session_lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join(DATABASE_FILE);
+    std::fs::File::create(&path).expect("the database file");
+    let mut conn = open_connection(&path, false).expect("open for writing");
+    migrate(&mut conn).expect("schema");
+    conn.pragma_update(None, "synchronous", "OFF")
+        .expect("pragma");
+    let seeded = seed::seed(
+        &mut conn,
+        "wxbench0000000000",
+        USERS,
+        1000,
+        1_800_000_000,
+        42,
+    )
+    .expect("seed");
+    assert_eq!(seeded.users, USERS);
+    let hashes: Vec<[u8; 32]> = seeded.sample.iter().map(|s| s.hash()).collect();
+
+    let reader = open_connection(&path, true).expect("open for reading");
+    let mut group = c.benchmark_group("session_by_secret");
+    let mut next = 0;
+    group.bench_function("hit", |b| {
+        b.iter(|| {
+            next = (next + 1) % hashes.len();
+            let found = store::session_by_secret(&reader, black_box(&hashes[next]))
+                .expect("query")
+                .expect("a seeded session");
+            black_box(found)
+        })
+    });
+    let unknown = [0xeeu8; 32];
+    group.bench_function("miss", |b| {
+        b.iter(|| {
+            let found = store::session_by_secret(&reader, black_box(&unknown)).expect("query");
+            assert!(found.is_none());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, session_lookup);
+criterion_main!(benches);
