@@ -47,6 +47,11 @@ pub enum DbError {
     Task(String),
     #[error("no wxauth database in {0}; start `wxauth serve` with this data directory first")]
     NoDatabase(PathBuf),
+    #[error(
+        "the running server uses schema version {found}, older than this wxauth's \
+         ({SCHEMA_VERSION}); restart the server with this wxauth first"
+    )]
+    ServerOlder { found: i64 },
 }
 
 /// The database: one writer thread and a few reader threads over one file.
@@ -147,6 +152,18 @@ pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
         return Err(DbError::NoDatabase(data_dir.to_owned()));
     }
     let mut conn = open_connection(&path, false)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    // Upgrading the schema beneath a running older server would change the tables it
+    // relies on; only a data directory no server holds is migrated here.
+    let _lock = if version < SCHEMA_VERSION {
+        let held = crate::datadir::try_lock(data_dir).map_err(|source| DbError::File {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Some(held.ok_or(DbError::ServerOlder { found: version })?)
+    } else {
+        None
+    };
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -268,5 +285,21 @@ mod tests {
         let err = Db::open(&path).unwrap_err();
         assert!(matches!(err, DbError::TooNew { .. }), "{err}");
         assert!(err.to_string().contains("newer than this wxauth"));
+    }
+
+    #[test]
+    fn admin_commands_do_not_migrate_beneath_a_running_server() {
+        let dir = tempfile::tempdir().unwrap();
+        // A database at version 0 stands in for one older than this build.
+        Connection::open(dir.path().join(crate::datadir::DATABASE_FILE)).unwrap();
+        let held = crate::datadir::try_lock(dir.path()).unwrap().unwrap();
+        let err = open_existing(dir.path()).unwrap_err();
+        assert!(matches!(err, DbError::ServerOlder { found: 0 }), "{err}");
+        drop(held);
+        let conn = open_existing(dir.path()).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 }
