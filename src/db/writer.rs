@@ -136,10 +136,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
                 Err(_) => break,
             }
         }
-        let size = batch.len();
-        if commit_batch(&conn, &mut batch) {
-            on_batch(size);
-        }
+        commit_batch(&conn, &mut batch, &on_batch);
     }
     // Writes queued behind the stop request are refused rather than left hanging.
     rx.close();
@@ -153,15 +150,15 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
     }
 }
 
-/// Runs and commits one batch; returns whether it committed.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
+/// Runs and commits one batch; `on_batch` hears of it before the callers are answered.
+fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, on_batch: &BatchObserver) {
     let size = batch.len();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, size, "cannot begin a write transaction");
         for job in batch.drain(..) {
             drop(job);
         }
-        return false;
+        return;
     }
     let mut answers = Vec::with_capacity(size);
     for job in batch.drain(..) {
@@ -197,10 +194,12 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
         }
     };
     tracing::trace!(size, committed, "write batch");
+    if committed {
+        on_batch(size);
+    }
     for answer in answers {
         answer(committed);
     }
-    committed
 }
 
 #[cfg(test)]
