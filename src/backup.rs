@@ -8,7 +8,7 @@
 //! tokens) and every user's openid, unionid and phone number.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,9 @@ use crate::clock::{Clock, UnixTime, rfc3339};
 use crate::datadir::{self, DATABASE_FILE, KEYS_FILE};
 use crate::db::{self, DbError, SCHEMA_VERSION};
 use crate::keys::KeyFile;
+use crate::random;
+use crate::sealed::{self, SealError};
+use crate::secret::Secret;
 
 /// What the `format` row of a backup says; a later layout gets a new one.
 pub const FORMAT: &str = "wxauth-backup/1";
@@ -43,6 +46,10 @@ pub enum BackupError {
     Invalid { path: PathBuf, reason: String },
     #[error("a wxauth server is running on {0}; stop it before restoring")]
     InUse(PathBuf),
+    #[error("{0} is encrypted: give its passphrase with --passphrase-file")]
+    NeedsPassphrase(PathBuf),
+    #[error(transparent)]
+    Sealed(#[from] SealError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
@@ -64,12 +71,20 @@ pub struct Summary {
     pub sessions: i64,
     pub signing_keys: usize,
     pub bytes: u64,
+    /// Whether the file is encrypted with a passphrase.
+    pub encrypted: bool,
 }
 
 /// Writes a backup of `data_dir` to `file`, which must not exist yet, and returns what
-/// it holds. The database snapshot is consistent as of the moment it starts: every
-/// write acknowledged before then is in it. The server may keep serving meanwhile.
-pub fn create(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Summary, BackupError> {
+/// it holds; encrypted when a passphrase is given. The database snapshot is consistent
+/// as of the moment it starts: every write acknowledged before then is in it. The
+/// server may keep serving meanwhile.
+pub fn create(
+    data_dir: &Path,
+    file: &Path,
+    now: UnixTime,
+    passphrase: Option<&Secret>,
+) -> Result<Summary, BackupError> {
     let source = data_dir.join(DATABASE_FILE);
     if !source.exists() {
         return Err(BackupError::NoDatabase(data_dir.to_owned()));
@@ -82,8 +97,28 @@ pub fn create(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Summary, Ba
     // Created empty and private first: VACUUM INTO fills an empty file, and the
     // snapshot must never sit on disk readable by others.
     create_private(&partial)?;
-    let written = write_snapshot(&source, data_dir, &partial, now);
-    let summary = match written.and_then(|()| verify_file(&partial)) {
+    // Encrypted, the plaintext snapshot is made beside the database, the one place that
+    // already holds the same secrets; only ciphertext goes where `file` is.
+    let snapshot = match passphrase {
+        Some(_) => {
+            let plain = scratch_file(data_dir, "backup");
+            create_private(&plain)?;
+            plain
+        }
+        None => partial.clone(),
+    };
+    let written = write_snapshot(&source, data_dir, &snapshot, now)
+        .and_then(|()| verify_plain(&snapshot))
+        .and_then(|summary| {
+            if let Some(passphrase) = passphrase {
+                seal_file(&snapshot, &partial, passphrase)?;
+            }
+            Ok(summary)
+        });
+    if snapshot != partial {
+        let _ = fs::remove_file(&snapshot);
+    }
+    let summary = match written {
         Ok(summary) => summary,
         Err(e) => {
             let _ = fs::remove_file(&partial);
@@ -97,8 +132,60 @@ pub fn create(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Summary, Ba
     sync_parent(file)?;
     Ok(Summary {
         file: file.to_owned(),
+        bytes: fs::metadata(file).map_err(io_err(file))?.len(),
+        encrypted: passphrase.is_some(),
         ..summary
     })
+}
+
+/// A fresh, unused name for a temporary file in `dir`.
+fn scratch_file(dir: &Path, what: &str) -> PathBuf {
+    dir.join(format!(".wxauth-{what}-{}.tmp", random::public_id("")))
+}
+
+/// Encrypts `plain` into the existing empty file `out`.
+fn seal_file(plain: &Path, out: &Path, passphrase: &Secret) -> Result<(), BackupError> {
+    let mut input = File::open(plain).map_err(io_err(plain))?;
+    let mut output = io::BufWriter::new(
+        OpenOptions::new()
+            .write(true)
+            .open(out)
+            .map_err(io_err(out))?,
+    );
+    sealed::seal(&mut input, &mut output, passphrase)?;
+    output.flush().map_err(io_err(out))?;
+    Ok(())
+}
+
+/// Copies the backup `file` (`-` for standard input) into the existing empty file
+/// `out`, decrypting it if it is encrypted; returns whether it was.
+fn copy_in(file: &Path, out: &Path, passphrase: Option<&Secret>) -> Result<bool, BackupError> {
+    let mut input: Box<dyn Read> = if file == Path::new(STDIN) {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(file).map_err(io_err(file))?)
+    };
+    let mut start = Vec::with_capacity(sealed::MAGIC.len());
+    (&mut input)
+        .take(sealed::MAGIC.len() as u64)
+        .read_to_end(&mut start)
+        .map_err(io_err(file))?;
+    let encrypted = sealed::is_sealed(&start);
+    let mut input = io::Cursor::new(start).chain(input);
+    let mut output = OpenOptions::new()
+        .write(true)
+        .open(out)
+        .map_err(io_err(out))?;
+    if encrypted {
+        let passphrase = passphrase.ok_or_else(|| BackupError::NeedsPassphrase(file.to_owned()))?;
+        let mut buffered = io::BufWriter::new(&mut output);
+        sealed::open(&mut input, &mut buffered, passphrase)?;
+        buffered.flush().map_err(io_err(out))?;
+    } else {
+        io::copy(&mut input, &mut output).map_err(io_err(file))?;
+    }
+    output.sync_all().map_err(io_err(out))?;
+    Ok(encrypted)
 }
 
 fn write_snapshot(
@@ -146,8 +233,41 @@ fn write_snapshot(
 }
 
 /// Checks that `file` is a complete, intact backup this wxauth can restore, without
-/// changing it, and returns what it holds.
-pub fn verify_file(file: &Path) -> Result<Summary, BackupError> {
+/// changing it, and returns what it holds. An encrypted backup needs its passphrase and
+/// is decrypted into a temporary file in `scratch` (the data directory: the one place
+/// that already holds the same secrets), removed afterwards.
+pub fn verify_file(
+    file: &Path,
+    passphrase: Option<&Secret>,
+    scratch: &Path,
+) -> Result<Summary, BackupError> {
+    let mut start = Vec::new();
+    File::open(file)
+        .and_then(|f| f.take(sealed::MAGIC.len() as u64).read_to_end(&mut start))
+        .map_err(io_err(file))?;
+    if !sealed::is_sealed(&start) {
+        return verify_plain(file);
+    }
+    let passphrase = passphrase.ok_or_else(|| BackupError::NeedsPassphrase(file.to_owned()))?;
+    datadir::ensure_private_dir(scratch).map_err(io_err(scratch))?;
+    let plain = scratch_file(scratch, "verify");
+    create_private(&plain)?;
+    let checked = copy_in(file, &plain, Some(passphrase)).and_then(|_| verify_plain(&plain));
+    let _ = fs::remove_file(&plain);
+    let summary = checked.map_err(|e| match e {
+        BackupError::Invalid { reason, .. } => invalid(file, reason),
+        other => other,
+    })?;
+    Ok(Summary {
+        file: file.to_owned(),
+        bytes: fs::metadata(file).map_err(io_err(file))?.len(),
+        encrypted: true,
+        ..summary
+    })
+}
+
+/// [`verify_file`] for an unencrypted backup.
+fn verify_plain(file: &Path) -> Result<Summary, BackupError> {
     let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| invalid(file, e.to_string()))?;
     let (summary, _) = inspect(&conn, file)?;
@@ -231,6 +351,7 @@ fn inspect(conn: &Connection, file: &Path) -> Result<(Summary, Vec<u8>), BackupE
         sessions: count("sessions")?,
         signing_keys: key_file.keys.len(),
         bytes: fs::metadata(file).map_err(io_err(file))?.len(),
+        encrypted: false,
     };
     Ok((summary, keys))
 }
@@ -253,7 +374,12 @@ pub struct Restored {
 /// `file`. Refuses while a server holds the data directory; verifies a private copy of
 /// the backup before anything is replaced; moves what was there into a
 /// `pre-restore-<time>` directory beside them.
-pub fn restore(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Restored, BackupError> {
+pub fn restore(
+    data_dir: &Path,
+    file: &Path,
+    now: UnixTime,
+    passphrase: Option<&Secret>,
+) -> Result<Restored, BackupError> {
     datadir::ensure_private_dir(data_dir).map_err(io_err(data_dir))?;
     // Held to the end, so no server can start on a half-restored directory.
     let _lock = datadir::try_lock(data_dir)
@@ -265,7 +391,7 @@ pub fn restore(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Restored, 
     let staged = data_dir.join(format!(".{DATABASE_FILE}.restore"));
     let _ = fs::remove_file(&staged);
     create_private(&staged)?;
-    let prepared = stage(file, &staged);
+    let prepared = stage(file, &staged, passphrase);
     let (backup, keys) = match prepared {
         Ok(done) => done,
         Err(e) => {
@@ -285,20 +411,12 @@ pub fn restore(data_dir: &Path, file: &Path, now: UnixTime) -> Result<Restored, 
 
 /// Copies the backup to `staged`, verifies the copy, and strips the backup's own table
 /// so the database left behind holds no keys. Returns the summary and the keys.
-fn stage(file: &Path, staged: &Path) -> Result<(Summary, Vec<u8>), BackupError> {
-    {
-        let mut to = OpenOptions::new()
-            .write(true)
-            .open(staged)
-            .map_err(io_err(staged))?;
-        if file == Path::new(STDIN) {
-            io::copy(&mut io::stdin().lock(), &mut to).map_err(io_err(file))?;
-        } else {
-            let mut from = File::open(file).map_err(io_err(file))?;
-            io::copy(&mut from, &mut to).map_err(io_err(staged))?;
-        }
-        to.sync_all().map_err(io_err(staged))?;
-    }
+fn stage(
+    file: &Path,
+    staged: &Path,
+    passphrase: Option<&Secret>,
+) -> Result<(Summary, Vec<u8>), BackupError> {
+    let encrypted = copy_in(file, staged, passphrase)?;
     let conn = Connection::open_with_flags(staged, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| invalid(file, e.to_string()))?;
     let (mut summary, keys) = inspect(&conn, staged).map_err(|e| match e {
@@ -306,6 +424,7 @@ fn stage(file: &Path, staged: &Path) -> Result<(Summary, Vec<u8>), BackupError> 
         other => other,
     })?;
     summary.file = file.to_owned();
+    summary.encrypted = encrypted;
     // secure_delete zeroes the freed pages, so the keys do not linger in the file.
     conn.execute_batch(&format!(
         "PRAGMA secure_delete = ON; PRAGMA synchronous = FULL; DROP TABLE {TABLE};"
@@ -404,7 +523,7 @@ fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usiz
         n += 1;
         file = schedule.dir.join(format!("wxauth-{stamp}-{n}.wxbak"));
     }
-    let summary = create(&schedule.data_dir, &file, now)?;
+    let summary = create(&schedule.data_dir, &file, now, None)?;
     let pruned = prune(&schedule.dir, schedule.keep as usize)?;
     Ok((summary, pruned))
 }
@@ -500,7 +619,7 @@ mod tests {
         let source = data_dir();
         let out = tempfile::tempdir().unwrap();
         let file = out.path().join("b.wxbak");
-        let summary = create(source.path(), &file, 1000).unwrap();
+        let summary = create(source.path(), &file, 1000, None).unwrap();
         assert_eq!(summary.users, 1);
         assert_eq!(summary.signing_keys, 1);
         assert_eq!(summary.schema_version, SCHEMA_VERSION);
@@ -509,13 +628,13 @@ mod tests {
             0o600
         );
         assert!(matches!(
-            create(source.path(), &file, 1000),
+            create(source.path(), &file, 1000, None),
             Err(BackupError::Exists(_))
         ));
 
         let target = tempfile::tempdir().unwrap();
         let dir = target.path().join("data");
-        let restored = restore(&dir, &file, 2000).unwrap();
+        let restored = restore(&dir, &file, 2000, None).unwrap();
         assert!(restored.previous.is_none());
         assert_eq!(
             fs::read(dir.join(KEYS_FILE)).unwrap(),
@@ -533,7 +652,7 @@ mod tests {
         drop(conn);
 
         // A second restore keeps the first one's files aside.
-        let again = restore(&dir, &file, 3000).unwrap();
+        let again = restore(&dir, &file, 3000, None).unwrap();
         let aside = again.previous.unwrap();
         assert!(aside.join(DATABASE_FILE).exists() && aside.join(KEYS_FILE).exists());
     }
@@ -546,7 +665,7 @@ mod tests {
         let before = fs::read(target.path().join(DATABASE_FILE)).unwrap();
 
         let plain = source.path().join(DATABASE_FILE);
-        let err = restore(target.path(), &plain, 0).unwrap_err();
+        let err = restore(target.path(), &plain, 0, None).unwrap_err();
         assert!(
             err.to_string().contains("not a usable wxauth backup"),
             "{err}"
@@ -555,18 +674,18 @@ mod tests {
         let junk = out.path().join("junk");
         fs::write(&junk, vec![7u8; 8192]).unwrap();
         assert!(matches!(
-            restore(target.path(), &junk, 0),
+            restore(target.path(), &junk, 0, None),
             Err(BackupError::Invalid { .. })
         ));
 
         let file = out.path().join("b.wxbak");
-        create(source.path(), &file, 0).unwrap();
+        create(source.path(), &file, 0, None).unwrap();
         let mut bytes = fs::read(&file).unwrap();
         let len = bytes.len();
         bytes.truncate(len / 2);
         let cut = out.path().join("cut.wxbak");
         fs::write(&cut, bytes).unwrap();
-        assert!(restore(target.path(), &cut, 0).is_err());
+        assert!(restore(target.path(), &cut, 0, None).is_err());
 
         assert_eq!(fs::read(target.path().join(DATABASE_FILE)).unwrap(), before);
         let leftovers: Vec<_> = fs::read_dir(target.path())
@@ -582,11 +701,11 @@ mod tests {
         let source = data_dir();
         let out = tempfile::tempdir().unwrap();
         let file = out.path().join("b.wxbak");
-        create(source.path(), &file, 0).unwrap();
+        create(source.path(), &file, 0, None).unwrap();
         let target = data_dir();
         let _held = datadir::try_lock(target.path()).unwrap().unwrap();
         assert!(matches!(
-            restore(target.path(), &file, 0),
+            restore(target.path(), &file, 0, None),
             Err(BackupError::InUse(_))
         ));
     }

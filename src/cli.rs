@@ -23,6 +23,7 @@ use crate::config::{
 use crate::datadir;
 use crate::db;
 use crate::mock_wechat::MockWeChat;
+use crate::secret::Secret;
 use crate::service_keys::{self, ServiceKeyError, ServiceKeyRow};
 
 /// Exit code for a configuration error (bad file, bad flag value, missing secret).
@@ -191,6 +192,9 @@ struct BackupArgs {
     dir: DataDirArgs,
     /// The backup file to write; it must not exist yet
     file: PathBuf,
+    /// Encrypt the backup with the passphrase in this file (AES-256-GCM, key from PBKDF2)
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Print what the backup holds as JSON
     #[arg(long)]
     json: bool,
@@ -202,6 +206,9 @@ struct RestoreArgs {
     dir: DataDirArgs,
     /// The backup file, as `wxauth backup` wrote it; `-` reads it from standard input
     file: PathBuf,
+    /// The passphrase of an encrypted backup, in this file
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Only verify the backup and say what it holds; change nothing
     #[arg(long)]
     dry_run: bool,
@@ -558,14 +565,16 @@ fn sessions(dir: &Path, command: SessionsCommand) -> Result<(), AdminError> {
 }
 
 fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
-    let summary = backup::create(dir, &args.file, SystemClock.now())?;
+    let passphrase = read_passphrase(args.passphrase_file.as_deref())?;
+    let summary = backup::create(dir, &args.file, SystemClock.now(), passphrase.as_ref())?;
     if args.json {
         print_json(&summary);
     } else {
         eprintln!(
-            "wrote {} ({} bytes): {} users, {} sessions, {} signing keys, schema version {}. \
+            "wrote {}{} ({} bytes): {} users, {} sessions, {} signing keys, schema version {}. \
              It holds the signing keys: keep it private.",
             summary.file.display(),
+            if summary.encrypted { ", encrypted" } else { "" },
             summary.bytes,
             summary.users,
             summary.sessions,
@@ -577,13 +586,14 @@ fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
 }
 
 fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
+    let passphrase = read_passphrase(args.passphrase_file.as_deref())?;
     if args.dry_run {
         if args.file == Path::new(backup::STDIN) {
             return Err(AdminError::Refused(
                 "--dry-run reads a file; it cannot check standard input".into(),
             ));
         }
-        let summary = backup::verify_file(&args.file)?;
+        let summary = backup::verify_file(&args.file, passphrase.as_ref(), dir)?;
         if args.json {
             print_json(&summary);
         } else {
@@ -599,7 +609,7 @@ fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
         }
         return Ok(());
     }
-    let restored = backup::restore(dir, &args.file, SystemClock.now())?;
+    let restored = backup::restore(dir, &args.file, SystemClock.now(), passphrase.as_ref())?;
     if args.json {
         print_json(&restored);
     } else {
@@ -618,6 +628,22 @@ fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> {
         }
     }
     Ok(())
+}
+
+/// The passphrase in the file at `path`, without its trailing line break.
+fn read_passphrase(path: Option<&Path>) -> Result<Option<Secret>, AdminError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        AdminError::Refused(format!(
+            "cannot read the passphrase file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some(Secret::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    )))
 }
 
 /// One user as `users show` prints it: a field a line.

@@ -22,6 +22,7 @@ pub mod mock_wechat;
 pub mod profile;
 pub mod random;
 pub mod ratelimit;
+pub mod sealed;
 pub mod secret;
 pub mod server;
 pub mod service_keys;

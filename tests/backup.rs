@@ -245,7 +245,7 @@ async fn serve_takes_backups_on_a_schedule_and_keeps_the_newest() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let newest = dir.join(scheduled(&dir).pop().unwrap());
-    let summary = wxauth::backup::verify_file(&newest).unwrap();
+    let summary = wxauth::backup::verify_file(&newest, None, &dir).unwrap();
     assert_eq!(summary.sessions, 1);
 
     let metrics = server.get("/metrics", None).await.text().await.unwrap();
@@ -257,4 +257,118 @@ async fn serve_takes_backups_on_a_schedule_and_keeps_the_newest() {
     );
     assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
     server.stop().await;
+}
+
+/// Files in `dir` whose names start with a dot: temporary files left behind.
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_backup_restores_only_with_its_passphrase() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:enc").await;
+    let data = server.dir.path().join("data");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("secret.wxbak");
+    let (right, wrong) = (out.path().join("right"), out.path().join("wrong"));
+    std::fs::write(&right, "a long passphrase\n").unwrap();
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let (file_arg, right_arg, wrong_arg) = (
+        file.to_str().unwrap().to_owned(),
+        right.to_str().unwrap().to_owned(),
+        wrong.to_str().unwrap().to_owned(),
+    );
+
+    let run = {
+        let data = data.clone();
+        move |args: Vec<String>| {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                wxauth(&data, &args)
+            })
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let (code, stdout, stderr) = run(args(&[
+        "backup",
+        &file_arg,
+        "--passphrase-file",
+        &right_arg,
+        "--json",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["encrypted"], true);
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"WXBKENC1"));
+    let keys = std::fs::read_to_string(data.join("keys.json")).unwrap();
+    let active: Value = serde_json::from_str(&keys).unwrap();
+    let secret = active["keys"][0]["secret"].as_str().unwrap();
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    assert!(hidden(&data).is_empty(), "{:?}", hidden(&data));
+
+    let (code, stdout, stderr) = run(args(&[
+        "restore",
+        "--dry-run",
+        &file_arg,
+        "--passphrase-file",
+        &right_arg,
+        "--json",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let checked: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(checked["encrypted"], true);
+    assert_eq!(checked["sessions"], 1);
+    assert!(hidden(&data).is_empty(), "{:?}", hidden(&data));
+    server.stop().await;
+
+    let fresh = out.path().join("restored");
+    let fresh_arg = fresh.to_str().unwrap().to_owned();
+    let (code, _, stderr) = run(args(&["restore", &file_arg, "--data-dir", &fresh_arg]))
+        .await
+        .unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is encrypted"), "{stderr}");
+    let (code, _, stderr) = run(args(&[
+        "restore",
+        &file_arg,
+        "--data-dir",
+        &fresh_arg,
+        "--passphrase-file",
+        &wrong_arg,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("passphrase is wrong"), "{stderr}");
+    assert!(!fresh.join("wxauth.db").exists());
+    let (code, _, stderr) = run(args(&[
+        "restore",
+        &file_arg,
+        "--data-dir",
+        &fresh_arg,
+        "--passphrase-file",
+        &right_arg,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(hidden(&fresh).is_empty(), "{:?}", hidden(&fresh));
+
+    let restored = TestServer::start_with(|layer| layer.data_dir = Some(fresh.clone())).await;
+    assert_eq!(
+        restored.get("/v1/session", Some(&token)).await.status(),
+        200
+    );
+    restored.stop().await;
 }
