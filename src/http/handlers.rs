@@ -159,7 +159,7 @@ pub async fn patch_me(
 }
 
 /// `rate_limited`, with `Retry-After` rounded up to whole seconds.
-fn too_many(wait: Duration) -> ApiError {
+pub(super) fn too_many(wait: Duration) -> ApiError {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(
         ErrorCode::RateLimited,

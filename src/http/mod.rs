@@ -6,6 +6,7 @@ pub mod body;
 pub mod error;
 mod handlers;
 pub mod views;
+mod wechat;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let trust_proxy = state.config.trust_proxy;
+    let wechat = wechat::routes(Arc::clone(&state));
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
@@ -119,6 +121,8 @@ pub fn routes(
         .or(forward)
         .unify()
         .or(introspect)
+        .unify()
+        .or(wechat)
         .unify()
         .recover(error::recover)
         .unify()
