@@ -29,6 +29,10 @@
 //! `GET /wxa/checksession` answers 0 when the signature was made with the user's current
 //! session_key and 87009 otherwise.
 //!
+//! `POST /wxa/msg_sec_check` suggests `risky` for a text containing `risky`, `review` for
+//! one containing `review`, answers HTTP 503 (WeChat unreachable) for one containing
+//! `unavailable`, and `pass` for anything else.
+//!
 //! `GET /mock/open-data?name=<name>&appid=<appid>&kind=profile|phone` gives the legacy
 //! payload WeChat's client would give user `dev:<name>` (`raw_data`, `signature`,
 //! `encrypted_data` and `iv`; `nickname=` sets the nickname), so the legacy routes can be
@@ -70,6 +74,7 @@ struct MockState {
     forced_refreshes: AtomicU64,
     phone_calls: AtomicU64,
     check_session_calls: AtomicU64,
+    sec_check_calls: AtomicU64,
     used_codes: Mutex<HashSet<String>>,
     busy_counts: Mutex<HashMap<String, u32>>,
     /// Each user's current session_key, by openid, as WeChat sees it.
@@ -175,6 +180,11 @@ impl MockWeChat {
         self.state.check_session_calls.load(Ordering::SeqCst)
     }
 
+    /// How many `msg_sec_check` requests it has received.
+    pub fn sec_check_calls(&self) -> u64 {
+        self.state.sec_check_calls.load(Ordering::SeqCst)
+    }
+
     /// Makes tokens issued from now on live `ttl`.
     pub fn set_access_token_ttl(&self, ttl: Duration) {
         self.state.tokens.lock().expect("mock state poisoned").ttl = Some(ttl);
@@ -255,6 +265,17 @@ fn routes(
             state.check_session_calls.fetch_add(1, Ordering::SeqCst);
             with_token(&state, &q.access_token, || check_session(&state, &q))
         });
+    let sec_check = warp::path!("wxa" / "msg_sec_check")
+        .and(warp::post())
+        .and(state.clone())
+        .and(warp::query::<TokenQuery>())
+        .and(warp::body::json::<SecCheckRequest>())
+        .map(
+            |state: Arc<MockState>, q: TokenQuery, body: SecCheckRequest| {
+                state.sec_check_calls.fetch_add(1, Ordering::SeqCst);
+                with_token(&state, &q.access_token, || sec_check(&body))
+            },
+        );
     let open_data = warp::path!("mock" / "open-data")
         .and(warp::get())
         .and(state.clone())
@@ -271,6 +292,7 @@ fn routes(
                 "stable_token_forced": count(&state.forced_refreshes),
                 "getuserphonenumber": count(&state.phone_calls),
                 "checksession": count(&state.check_session_calls),
+                "msg_sec_check": count(&state.sec_check_calls),
             }))
             .into_response()
         });
@@ -280,6 +302,8 @@ fn routes(
         .or(phone)
         .unify()
         .or(check_session)
+        .unify()
+        .or(sec_check)
         .unify()
         .or(open_data)
         .unify()
@@ -525,6 +549,37 @@ fn check_session(state: &MockState, q: &CheckSessionQuery) -> Response {
         Some(key) if crypto::check_session_signature(key) == q.signature => errcode(0, "ok"),
         _ => errcode(87009, "invalid signature"),
     }
+}
+
+#[derive(Deserialize)]
+struct SecCheckRequest {
+    content: String,
+    version: Option<u32>,
+}
+
+fn sec_check(body: &SecCheckRequest) -> Response {
+    if body.version != Some(2) {
+        return errcode(40003, "this fake answers version 2 only");
+    }
+    let suggest = if body.content.contains("unavailable") {
+        return warp::reply::with_status("unavailable", StatusCode::SERVICE_UNAVAILABLE)
+            .into_response();
+    } else if body.content.contains("risky") {
+        "risky"
+    } else if body.content.contains("review") {
+        "review"
+    } else {
+        "pass"
+    };
+    let label = if suggest == "pass" { 100 } else { 20001 };
+    warp::reply::json(&json!({
+        "errcode": 0,
+        "errmsg": "ok",
+        "result": {"suggest": suggest, "label": label},
+        "detail": [],
+        "trace_id": "mock",
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::app::AppState;
+use crate::content_check;
 use crate::crypto;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::profile;
@@ -83,6 +84,11 @@ pub async fn apply(
         ));
     }
     let changes = changes_from(&data, state.config.public_url.as_deref());
+    if let Some((_, FieldValue::Text(nickname))) =
+        changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
+    {
+        content_check::check_nickname(state, app, user, nickname).await?;
+    }
     if changes.is_empty() {
         return Ok(user.clone());
     }

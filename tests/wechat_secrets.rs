@@ -1,5 +1,5 @@
-//! No WeChat secret in any log line or response: the phone, profile and
-//! access_token flows run with every log enabled at `trace`, and neither the
+//! No WeChat secret in any log line or response: the phone, profile, content check
+//! and access_token flows run with every log enabled at `trace`, and neither the
 //! AppSecret, a session_key nor an access_token may appear in the captured output or in
 //! a response.
 
@@ -34,7 +34,7 @@ async fn wechat_secrets_never_reach_logs_or_responses() {
         .with_writer(move || writer.clone())
         .init();
 
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::start_with(|l| l.content_check = Some(true)).await;
     let mut seen = Vec::new();
     let names = ["quill", "stale-rex"];
     let mut tokens = Vec::new();
@@ -89,6 +89,16 @@ async fn wechat_secrets_never_reach_logs_or_responses() {
                 .unwrap(),
         );
     }
+    for nickname in ["fine", "risky one", "unavailable"] {
+        seen.push(
+            server
+                .patch_me(&token, &json!({ "nickname": nickname }))
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
     server.mock.expire_access_tokens();
     seen.push(
         server
@@ -112,6 +122,7 @@ async fn wechat_secrets_never_reach_logs_or_responses() {
     assert!(logs.contains("phone number bound"));
     let responses = seen.join("\n");
     assert!(responses.contains("session_key_expired"));
+    assert!(responses.contains("content_rejected"));
 
     let issued = server.mock.issued_access_tokens();
     assert!(issued.len() >= 2, "{issued:?}");
