@@ -93,3 +93,14 @@ CREATE TABLE access_tokens (
     last_force_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Uploaded avatars, served at /v1/avatars/<id>. A user keeps only the latest one.
+CREATE TABLE avatars (
+    id            TEXT    PRIMARY KEY,           -- random `a_…`; a new one for each upload
+    user_id       INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    content_type  TEXT    NOT NULL,              -- from the bytes, not from the client
+    sha256        TEXT    NOT NULL,              -- lowercase hex; the ETag
+    bytes         BLOB    NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE INDEX avatars_user ON avatars (user_id);

@@ -7,6 +7,7 @@
 pub mod access_token;
 pub mod admin;
 pub mod app;
+pub mod avatars;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,5 +1,5 @@
-//! No WeChat secret in any log line or response: the phone, profile, content check
-//! and access_token flows run with every log enabled at `trace`, and neither the
+//! No WeChat secret in any log line or response: the phone, profile, avatar, content
+//! check and access_token flows run with every log enabled at `trace`, and neither the
 //! AppSecret, a session_key nor an access_token may appear in the captured output or in
 //! a response.
 
@@ -117,6 +117,21 @@ async fn wechat_secrets_never_reach_logs_or_responses() {
             .await
             .unwrap(),
     );
+    seen.push(
+        server
+            .http
+            .put(server.url("/v1/me/avatar"))
+            .bearer_auth(&token)
+            .header("content-type", "image/png")
+            .body(b"\x89PNG\r\n\x1a\n0000".to_vec())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("access_token fetched"), "the capture works");
     assert!(logs.contains("phone number bound"));
