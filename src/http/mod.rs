@@ -7,6 +7,7 @@ pub mod error;
 mod handlers;
 pub mod observe;
 pub mod views;
+mod wechat;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let trust_proxy = state.config.trust_proxy;
+    let wechat = wechat::routes(Arc::clone(&state));
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
@@ -128,6 +130,8 @@ pub fn routes(
         .or(introspect)
         .unify()
         .or(metrics)
+        .unify()
+        .or(wechat)
         .unify()
         .recover(error::recover)
         .unify()
