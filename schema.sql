@@ -76,3 +76,34 @@ CREATE TABLE service_keys (
 
 -- A name may be reused once its old key is revoked.
 CREATE UNIQUE INDEX service_keys_live_name ON service_keys (name) WHERE revoked_at IS NULL;
+
+-- The latest WeChat session_key of each user, sealed with AES-256-GCM under a key derived
+-- from the key file's data key, bound to the user's public id. Replaced on every login.
+CREATE TABLE session_keys (
+    user_id     INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    sealed      BLOB    NOT NULL,                -- 96-bit nonce, ciphertext, tag
+    updated_at  INTEGER NOT NULL
+);
+
+-- Each app's access_token (sealed like session_keys, bound to the AppID), so a restart
+-- does not fetch a new one, and the force-refresh budget WeChat allows each app.
+CREATE TABLE access_tokens (
+    appid          TEXT    PRIMARY KEY,
+    sealed         BLOB    NOT NULL,
+    fresh_until    INTEGER NOT NULL,             -- a few minutes before WeChat's expiry
+    force_day      INTEGER NOT NULL,             -- the day (UTC+8) force_count counts in
+    force_count    INTEGER NOT NULL,
+    last_force_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Uploaded avatars, served at /v1/avatars/<id>. A user keeps only the latest one.
+CREATE TABLE avatars (
+    id            TEXT    PRIMARY KEY,           -- random `a_…`; a new one for each upload
+    user_id       INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    content_type  TEXT    NOT NULL,              -- from the bytes, not from the client
+    sha256        TEXT    NOT NULL,              -- lowercase hex; the ETag
+    bytes         BLOB    NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE INDEX avatars_user ON avatars (user_id);

@@ -12,16 +12,20 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::access_token::AccessTokens;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{AppConfig, Config};
+use crate::crypto::DataKeys;
 use crate::datadir;
 use crate::db::{Db, DbError};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::keys::{KeyFile, KeyFileError};
 use crate::login::InFlight;
 use crate::metrics::Metrics;
 use crate::mock_wechat::MockWeChat;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ConnectionLimits};
+use crate::store::UserRow;
 use crate::token::Keyring;
 use crate::wechat::WeChatClient;
 
@@ -43,6 +47,8 @@ pub enum StartError {
     Keys(#[from] KeyFileError),
     #[error("the signing keys are unusable: {0}")]
     Keyring(String),
+    #[error("the data key is unusable: {0}")]
+    DataKey(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -62,6 +68,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub logins: InFlight,
     pub metrics: Arc<Metrics>,
+    /// Seal session_keys and access_tokens in the database.
+    pub data_keys: Arc<DataKeys>,
+    pub access_tokens: AccessTokens,
     /// Per client IP on `/v1/login`; `None` when switched off.
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
@@ -74,6 +83,17 @@ impl AppState {
     /// server runs.
     pub fn keyring(&self) -> Arc<Keyring> {
         Arc::clone(&self.keyring.read().expect("keyring lock poisoned"))
+    }
+
+    /// The configured app `user` belongs to; `unknown_app` if it was removed from the
+    /// configuration since the user logged in.
+    pub fn app_of(&self, user: &UserRow) -> Result<&AppConfig, ApiError> {
+        self.config.app(Some(&user.appid)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownApp,
+                "the user's app is no longer configured on this server",
+            )
+        })
     }
 
     fn replace_keyring(&self, keyring: Keyring) {
@@ -122,6 +142,10 @@ impl App {
                 .await
                 .map_err(StartError::DevWeChat)?;
             config.wechat_api = mock.base_url();
+            tracing::info!(
+                fake_wechat = %mock.base_url(),
+                "dev mode: the fake WeChat is serving; its /mock/open-data gives legacy payloads"
+            );
             Some(mock)
         } else {
             None
@@ -129,6 +153,7 @@ impl App {
         let keys = KeyFile::load_or_create(&dir.join(datadir::KEYS_FILE), clock.now())?;
         let keyring = keys.keyring().map_err(StartError::Keyring)?;
         let metrics = Arc::new(Metrics::new());
+        let data_keys = Arc::new(keys.data_keys().map_err(StartError::DataKey)?);
         let db_path = dir.join(datadir::DATABASE_FILE);
         let on_batch = Box::new(metrics.batch_observer());
         let db = tokio::task::spawn_blocking(move || Db::open_observed(&db_path, on_batch))
@@ -166,6 +191,13 @@ impl App {
             None => None,
         };
         raise_open_file_limit(config.max_connections);
+        let access_tokens = AccessTokens::new(
+            &config.apps,
+            Arc::clone(&db),
+            wechat.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&data_keys),
+        );
         let state = Arc::new(AppState {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
             profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
@@ -175,6 +207,8 @@ impl App {
             clock,
             logins: InFlight::default(),
             metrics: Arc::clone(&metrics),
+            data_keys,
+            access_tokens,
             keyring: RwLock::new(Arc::new(keyring)),
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));

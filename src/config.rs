@@ -135,6 +135,28 @@ impl FromStr for LogFormat {
     }
 }
 
+/// What to do with a nickname when WeChat's content check cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentCheckPolicy {
+    /// Accept it and log a warning.
+    #[default]
+    Allow,
+    /// Refuse it with `upstream_unavailable`, so the user tries again later.
+    Reject,
+}
+
+impl FromStr for ContentCheckPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "allow" => Ok(ContentCheckPolicy::Allow),
+            "reject" => Ok(ContentCheckPolicy::Reject),
+            other => Err(format!("`{other}` is not a policy: use allow or reject")),
+        }
+    }
+}
+
 /// Deserializes any `FromStr` setting from a TOML string, so the file and the environment
 /// accept exactly the same spelling.
 fn from_str_setting<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -174,6 +196,8 @@ pub struct Layer {
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
     pub content_check: Option<bool>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub content_check_unavailable: Option<ContentCheckPolicy>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub token_ttl: Option<DurationSetting>,
     #[serde(default, deserialize_with = "from_str_setting")]
@@ -260,6 +284,9 @@ impl Layer {
                 "SECRET" => layer.secret = Some(Secret::new(value.clone())),
                 "SECRET_FILE" => layer.secret_file = Some(PathBuf::from(value)),
                 "CONTENT_CHECK" => layer.content_check = Some(parse(name, value)?),
+                "CONTENT_CHECK_UNAVAILABLE" => {
+                    layer.content_check_unavailable = Some(parse(name, value)?)
+                }
                 "TOKEN_TTL" => layer.token_ttl = Some(parse(name, value)?),
                 "SESSION_MAX_AGE" => layer.session_max_age = Some(parse(name, value)?),
                 "MAX_SESSIONS_PER_USER" => layer.max_sessions_per_user = Some(parse(name, value)?),
@@ -305,7 +332,7 @@ impl Layer {
         let low = &mut self;
         merge_fields!(low, high;
             listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
-            appid, secret, secret_file, content_check, token_ttl, session_max_age,
+            appid, secret, secret_file, content_check, content_check_unavailable, token_ttl, session_max_age,
             max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
             backup_interval, backup_keep, backup_dir, metrics_listen);
@@ -352,6 +379,8 @@ pub struct Config {
     pub wechat_timeout: Duration,
     pub wechat_connect_timeout: Duration,
     pub apps: Vec<AppConfig>,
+    /// When an app's nickname check cannot reach WeChat.
+    pub content_check_unavailable: ContentCheckPolicy,
     pub token_ttl: Duration,
     pub session_max_age: Duration,
     pub max_sessions_per_user: u32,
@@ -451,6 +480,7 @@ impl Config {
                 .wechat_connect_timeout
                 .map_or(Duration::from_secs(2), |d| d.0),
             apps,
+            content_check_unavailable: layer.content_check_unavailable.unwrap_or_default(),
             token_ttl,
             session_max_age,
             max_sessions_per_user,
@@ -704,6 +734,8 @@ mod tests {
         assert_eq!(config.backup_interval, None);
         assert_eq!(config.backup_keep, 7);
         assert_eq!(config.backup_dir, config.data_dir.join("backups"));
+        assert!(!config.apps[0].content_check);
+        assert_eq!(config.content_check_unavailable, ContentCheckPolicy::Allow);
     }
 
     #[test]
@@ -730,6 +762,23 @@ mod tests {
                 .to_string()
                 .contains("backup_keep")
         );
+    }
+
+    #[test]
+    fn the_content_check_policy_comes_from_file_or_env() {
+        let file = Layer::from_toml("content_check_unavailable = \"reject\"").unwrap();
+        assert_eq!(
+            file.content_check_unavailable,
+            Some(ContentCheckPolicy::Reject)
+        );
+        let from_env =
+            Layer::from_env(&env(&[("WXAUTH_CONTENT_CHECK_UNAVAILABLE", "allow")])).unwrap();
+        assert_eq!(
+            file.merge(from_env).content_check_unavailable,
+            Some(ContentCheckPolicy::Allow)
+        );
+        let err = Layer::from_toml("content_check_unavailable = \"maybe\"").unwrap_err();
+        assert!(err.contains("allow or reject"), "{err}");
     }
 
     #[test]

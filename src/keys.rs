@@ -1,6 +1,7 @@
-//! The signing-key file (`keys.json` in the data directory, mode 0600): generated on
-//! first start, kept apart from the database so that a copy of the database alone cannot
-//! mint tokens.
+//! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys and
+//! the data key that seals secrets stored in the database. Generated on first start and
+//! kept apart from the database, so that a copy of the database alone can neither mint
+//! tokens nor read a session_key.
 
 use std::io;
 use std::path::Path;
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
+use crate::crypto::{DATA_KEY_LEN, DataKeys};
 use crate::datadir;
 use crate::random;
 use crate::token::{Keyring, is_valid_kid};
@@ -48,26 +50,42 @@ impl std::fmt::Debug for StoredKey {
 }
 
 /// The whole key file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     /// The kid new tokens are signed with.
     pub active: String,
     /// Every key, retired ones included (so a retired kid is never reused).
     pub keys: Vec<StoredKey>,
+    /// The master key for secrets sealed in the database, base64; separate from the
+    /// signing keys and never rotated (sealed values would become unreadable). Absent
+    /// only in files written before it existed; the server adds it on start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_key: Option<String>,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("active", &self.active)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyFile {
-    /// A key file with one fresh key.
+    /// A key file with one fresh signing key and a fresh data key.
     pub fn generate(now: UnixTime) -> KeyFile {
         let key = new_key(now);
         KeyFile {
             active: key.kid.clone(),
             keys: vec![key],
+            data_key: Some(new_data_key()),
         }
     }
 
-    /// Reads the key file at `path`, creating it with a fresh key when it does not exist.
+    /// Reads the key file at `path`, creating it when it does not exist and adding a
+    /// data key to a file that has none.
     pub fn load_or_create(path: &Path, now: UnixTime) -> Result<KeyFile, KeyFileError> {
         match KeyFile::load(path) {
             Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -75,8 +93,27 @@ impl KeyFile {
                 file.save(path)?;
                 Ok(file)
             }
+            Ok(mut file) if file.data_key.is_none() => {
+                file.data_key = Some(new_data_key());
+                file.save(path)?;
+                Ok(file)
+            }
             other => other,
         }
+    }
+
+    /// The keys that seal secrets in the database.
+    pub fn data_keys(&self) -> Result<DataKeys, String> {
+        let text = self
+            .data_key
+            .as_deref()
+            .ok_or("the key file has no data key")?;
+        let bytes: [u8; DATA_KEY_LEN] = STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("the data key is not base64 of {DATA_KEY_LEN} bytes"))?;
+        Ok(DataKeys::derive(&bytes))
     }
 
     /// Reads and checks an existing key file, tightening its mode to 0600.
@@ -93,6 +130,9 @@ impl KeyFile {
         datadir::restrict_file(path).map_err(io_err)?;
         let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
         file.keyring().map_err(damaged)?;
+        if file.data_key.is_some() {
+            file.data_keys().map_err(damaged)?;
+        }
         Ok(file)
     }
 
@@ -171,6 +211,10 @@ fn new_key(now: UnixTime) -> StoredKey {
     }
 }
 
+fn new_data_key() -> String {
+    STANDARD.encode(random::bytes::<DATA_KEY_LEN>())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -222,6 +266,31 @@ mod tests {
         );
         assert!(file.retire("nope", 30).unwrap_err().contains("no key"));
         assert!(file.keyring().unwrap().verify(&old_token).is_err());
+    }
+
+    #[test]
+    fn an_older_file_gets_a_data_key_that_then_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut old = KeyFile::generate(0);
+        old.data_key = None;
+        old.save(&path).unwrap();
+        assert!(KeyFile::load(&path).unwrap().data_keys().is_err());
+        let upgraded = KeyFile::load_or_create(&path, 5).unwrap();
+        assert_eq!(upgraded.active, old.active);
+        let keys = upgraded.data_keys().unwrap();
+        let sealed = keys.seal(crate::crypto::Purpose::SessionKey, b"u", b"k");
+        let again = KeyFile::load_or_create(&path, 6)
+            .unwrap()
+            .data_keys()
+            .unwrap();
+        assert_eq!(
+            again.open(crate::crypto::Purpose::SessionKey, b"u", &sealed),
+            Some(b"k".to_vec())
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!format!("{upgraded:?}").contains(upgraded.data_key.as_deref().unwrap()));
+        assert!(text.contains("data_key"));
     }
 
     #[test]

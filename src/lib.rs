@@ -4,13 +4,17 @@
 //! belongs to, the user and session are kept in one SQLite file, and an HMAC-signed token
 //! goes back. `App` runs the whole server; the modules below are its parts.
 
+pub mod access_token;
 pub mod admin;
 pub mod app;
+pub mod avatars;
 pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod content_check;
+pub mod crypto;
 pub mod datadir;
 pub mod db;
 pub mod http;
@@ -19,6 +23,7 @@ pub mod login;
 pub mod maintenance;
 pub mod metrics;
 pub mod mock_wechat;
+pub mod phone;
 pub mod profile;
 pub mod random;
 pub mod ratelimit;
@@ -26,10 +31,12 @@ pub mod sealed;
 pub mod secret;
 pub mod server;
 pub mod service_keys;
+pub mod session_keys;
 pub mod sessions;
 pub mod store;
 pub mod token;
 pub mod wechat;
+pub mod wechat_profile;
 
 pub use app::App;
 pub use config::Config;

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::clock::secs;
 use crate::config::AppConfig;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::session_keys;
 use crate::sessions::{self, banned};
 use crate::store::{self, LoginWritten, NewLogin, SessionRow, UserRow};
 use crate::token::{SESSION_SECRET_LEN, SessionSecret};
@@ -124,11 +125,20 @@ async fn fresh_login(
         code_expires_at: now + CODE_LIFETIME_SECS,
         max_sessions: state.config.max_sessions_per_user,
     };
-    match state
+    let session_key = wx.session_key;
+    let keys = Arc::clone(&state.data_keys);
+    let written = state
         .db
-        .write(move |c| store::record_login(c, &new))
-        .await?
-    {
+        .write(move |c| {
+            let written = store::record_login(c, &new)?;
+            // The newest session_key replaces the last, in the same transaction.
+            if let LoginWritten::Session { user, .. } = &written {
+                session_keys::save(c, &keys, user, &session_key, now)?;
+            }
+            Ok(written)
+        })
+        .await?;
+    match written {
         LoginWritten::Banned(user) => Err(banned(&user)),
         LoginWritten::Session {
             session,

@@ -46,7 +46,8 @@ fn reject_unknown(map: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_field(
+/// Checks one field's new value against its rules.
+pub fn parse_field(
     field: ProfileField,
     value: &Value,
     public_url: Option<&str>,

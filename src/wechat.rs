@@ -1,7 +1,7 @@
 //! The client for WeChat's server API. Every call has a connect timeout and a total
 //! bound; WeChat's "system busy" (-1), 5xx answers and network faults are retried with
-//! jittered exponential backoff inside that bound. The request URL carries the AppSecret,
-//! so no error or log line ever includes it.
+//! jittered exponential backoff inside that bound. Request URLs and bodies carry the
+//! AppSecret or the access_token, so no error or log line ever includes them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub enum WeChatError {
     /// 45011: WeChat's per-user rate limit.
     #[error("WeChat's rate limit was hit (errcode 45011)")]
     RateLimited,
+    /// 40001, 40014 or 42001: the access_token used is invalid or expired.
+    #[error("WeChat refused the access_token (errcode {0})")]
+    AccessTokenRejected(i64),
     /// A credential error or an answer that makes no sense; retrying will not help.
     #[error("WeChat answered with something unusable: {0}")]
     Unusable(String),
@@ -50,10 +53,41 @@ impl WeChatError {
             WeChatError::InvalidCode(_) => "invalid_code",
             WeChatError::LoginBlocked => "login_blocked",
             WeChatError::RateLimited => "rate_limited",
+            WeChatError::AccessTokenRejected(_) => "access_token_rejected",
             WeChatError::Unusable(_) => "unusable",
             WeChatError::Unavailable(_) => "unavailable",
         }
     }
+}
+
+/// An access_token from `stable_token`.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: Secret,
+    /// Seconds it stays valid.
+    pub expires_in: i64,
+}
+
+/// The user's phone number from `getuserphonenumber`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PhoneInfo {
+    /// With the country prefix for numbers outside mainland China.
+    #[serde(rename = "phoneNumber")]
+    pub phone_number: String,
+    /// Without a country prefix.
+    #[serde(rename = "purePhoneNumber")]
+    pub pure_phone_number: String,
+    /// WeChat sends it as a string or as a number.
+    #[serde(rename = "countryCode", deserialize_with = "string_or_number")]
+    pub country_code: String,
+}
+
+/// What `msg_sec_check` (version 2) suggests doing with a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suggestion {
+    Pass,
+    Review,
+    Risky,
 }
 
 /// One attempt's outcome: done, or worth another try.
@@ -87,6 +121,66 @@ struct Code2SessionBody {
     session_key: Option<String>,
     #[serde(default)]
     unionid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StableTokenBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct PhoneBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    phone_info: Option<PhoneInfo>,
+}
+
+#[derive(Deserialize)]
+struct ErrcodeBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SecCheckBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    result: Option<SecCheckResult>,
+}
+
+#[derive(Deserialize)]
+struct SecCheckResult {
+    suggest: String,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, got {other}"
+        ))),
+    }
+}
+
+/// Sorts an error code from a call made with an access_token: busy is retried, a refused
+/// token is reported as such, and the rest are final.
+fn token_call_error<T>(errcode: i64) -> Attempt<T> {
+    match errcode {
+        -1 => Attempt::Retry("system busy (errcode -1)".into()),
+        code @ (40001 | 40014 | 42001) => {
+            Attempt::Done(Err(WeChatError::AccessTokenRejected(code)))
+        }
+        45011 => Attempt::Done(Err(WeChatError::RateLimited)),
+        other => Attempt::Done(Err(WeChatError::Unusable(format!("errcode {other}")))),
+    }
 }
 
 impl WeChatClient {
@@ -165,6 +259,155 @@ impl WeChatClient {
                 45011 => Err(WeChatError::RateLimited),
                 other => Err(WeChatError::Unusable(format!("errcode {other}"))),
             })
+        })
+        .await
+    }
+
+    /// Fetches `app`'s access_token from `stable_token`. With `force_refresh`, WeChat
+    /// issues a new one even if the current one is still valid (it allows that 20 times a
+    /// day, 30 seconds apart).
+    pub async fn stable_token(
+        &self,
+        app: &AppConfig,
+        force_refresh: bool,
+    ) -> Result<AccessToken, WeChatError> {
+        let url = format!("{}/cgi-bin/stable_token", self.base);
+        self.with_retries("stable_token", || async {
+            let response = self
+                .http
+                .post(&url)
+                .json(&serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": app.appid,
+                    "secret": app.secret.expose(),
+                    "force_refresh": force_refresh,
+                }))
+                .send()
+                .await;
+            let body: StableTokenBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            Attempt::Done(match body.errcode.unwrap_or(0) {
+                0 => match (body.access_token, body.expires_in) {
+                    (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => {
+                        Ok(AccessToken {
+                            token: Secret::new(token),
+                            expires_in,
+                        })
+                    }
+                    _ => Err(WeChatError::Unusable(
+                        "a success without access_token or expires_in".into(),
+                    )),
+                },
+                -1 => return Attempt::Retry("system busy (errcode -1)".into()),
+                other => Err(WeChatError::Unusable(format!("errcode {other}"))),
+            })
+        })
+        .await
+    }
+
+    /// Exchanges a `getPhoneNumber` button's code for the user's phone number.
+    pub async fn phone_number(&self, token: &Secret, code: &str) -> Result<PhoneInfo, WeChatError> {
+        let url = format!("{}/wxa/business/getuserphonenumber", self.base);
+        self.with_retries("getuserphonenumber", || async {
+            let response = self
+                .http
+                .post(&url)
+                .query(&[("access_token", token.expose())])
+                .json(&serde_json::json!({ "code": code }))
+                .send()
+                .await;
+            let body: PhoneBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            match body.errcode.unwrap_or(0) {
+                0 => {
+                    Attempt::Done(body.phone_info.ok_or_else(|| {
+                        WeChatError::Unusable("a success without phone_info".into())
+                    }))
+                }
+                code @ (40029 | 40163) => Attempt::Done(Err(WeChatError::InvalidCode(code))),
+                other => token_call_error(other),
+            }
+        })
+        .await
+    }
+
+    /// Asks whether `signature` (made with the session_key the server holds) matches the
+    /// user's current session_key: `Ok(false)` when WeChat says it is stale (87009).
+    pub async fn check_session(
+        &self,
+        token: &Secret,
+        openid: &str,
+        signature: &str,
+    ) -> Result<bool, WeChatError> {
+        let url = format!("{}/wxa/checksession", self.base);
+        self.with_retries("checksession", || async {
+            let response = self
+                .http
+                .get(&url)
+                .query(&[
+                    ("access_token", token.expose()),
+                    ("openid", openid),
+                    ("signature", signature),
+                    ("sig_method", "hmac_sha256"),
+                ])
+                .send()
+                .await;
+            let body: ErrcodeBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            match body.errcode.unwrap_or(0) {
+                0 => Attempt::Done(Ok(true)),
+                87009 => Attempt::Done(Ok(false)),
+                other => token_call_error(other),
+            }
+        })
+        .await
+    }
+
+    /// Runs `content` through WeChat's text check (`msg_sec_check` version 2, scene 1:
+    /// a profile) on behalf of `openid`.
+    pub async fn msg_sec_check(
+        &self,
+        token: &Secret,
+        openid: &str,
+        content: &str,
+    ) -> Result<Suggestion, WeChatError> {
+        let url = format!("{}/wxa/msg_sec_check", self.base);
+        self.with_retries("msg_sec_check", || async {
+            let response = self
+                .http
+                .post(&url)
+                .query(&[("access_token", token.expose())])
+                .json(&serde_json::json!({
+                    "content": content,
+                    "version": 2,
+                    "scene": 1,
+                    "openid": openid,
+                }))
+                .send()
+                .await;
+            let body: SecCheckBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            match body.errcode.unwrap_or(0) {
+                0 => Attempt::Done(match body.result.as_ref().map(|r| r.suggest.as_str()) {
+                    Some("pass") => Ok(Suggestion::Pass),
+                    Some("review") => Ok(Suggestion::Review),
+                    Some("risky") => Ok(Suggestion::Risky),
+                    _ => Err(WeChatError::Unusable(
+                        "a content check without a known suggestion".into(),
+                    )),
+                }),
+                // Version 1's answer for risky content, still sent in some cases.
+                87014 => Attempt::Done(Ok(Suggestion::Risky)),
+                other => token_call_error(other),
+            }
         })
         .await
     }

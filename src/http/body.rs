@@ -12,6 +12,10 @@ use super::error::{ApiError, ErrorCode};
 /// The largest JSON body any route accepts.
 pub const JSON_LIMIT: u64 = 16 * 1024;
 
+/// Room allowed beyond an upload's file for multipart framing: boundaries, part headers
+/// and the small text fields `wx.uploadFile` may add.
+pub const MULTIPART_OVERHEAD: u64 = 16 * 1024;
+
 /// A request body and its declared type.
 #[derive(Debug)]
 pub struct RawBody {
@@ -30,19 +34,43 @@ fn too_large(limit: u64) -> ApiError {
 pub fn limited(
     limit: u64,
 ) -> impl Filter<Extract = (RawBody,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    read_with_limit(move |_| limit)
+}
+
+/// Extracts an upload of at most `limit` bytes: the body itself, or with
+/// [`MULTIPART_OVERHEAD`] more when it is `multipart/form-data` (whose file part the
+/// handler then holds to `limit`).
+pub fn upload(
+    limit: u64,
+) -> impl Filter<Extract = (RawBody,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    read_with_limit(move |content_type| {
+        if content_type.is_some_and(is_multipart) {
+            limit.saturating_add(MULTIPART_OVERHEAD)
+        } else {
+            limit
+        }
+    })
+}
+
+fn read_with_limit(
+    limit_for: impl Fn(Option<&str>) -> u64 + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (RawBody,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
     warp::header::optional::<u64>("content-length")
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::stream())
         .and_then(
-            move |length: Option<u64>, content_type, stream| async move {
-                if length.is_some_and(|n| n > limit) {
-                    return Err(warp::reject::custom(too_large(limit)));
+            move |length: Option<u64>, content_type: Option<String>, stream| {
+                let limit = limit_for(content_type.as_deref());
+                async move {
+                    if length.is_some_and(|n| n > limit) {
+                        return Err(warp::reject::custom(too_large(limit)));
+                    }
+                    let bytes = collect(stream, limit).await.map_err(warp::reject::custom)?;
+                    Ok(RawBody {
+                        content_type,
+                        bytes,
+                    })
                 }
-                let bytes = collect(stream, limit).await.map_err(warp::reject::custom)?;
-                Ok(RawBody {
-                    content_type,
-                    bytes,
-                })
             },
         )
 }
@@ -70,6 +98,14 @@ fn is_json(content_type: &str) -> bool {
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether a Content-Type names `multipart/form-data`.
+pub fn is_multipart(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
 impl RawBody {
@@ -112,5 +148,7 @@ mod tests {
         assert!(is_json("Application/JSON; charset=utf-8"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/jsonx"));
+        assert!(is_multipart("multipart/form-data; boundary=x"));
+        assert!(!is_multipart("multipart/mixed; boundary=x"));
     }
 }

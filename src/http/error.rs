@@ -28,6 +28,10 @@ pub enum ErrorCode {
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
+    InvalidSignature,
+    DecryptFailed,
+    SessionKeyExpired,
+    ContentRejected,
     RateLimited,
     UpstreamError,
     UpstreamUnavailable,
@@ -51,6 +55,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::DecryptFailed => "decrypt_failed",
+            ErrorCode::SessionKeyExpired => "session_key_expired",
+            ErrorCode::ContentRejected => "content_rejected",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
@@ -74,6 +82,10 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidSignature
+            | ErrorCode::DecryptFailed
+            | ErrorCode::SessionKeyExpired
+            | ErrorCode::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +203,10 @@ impl From<WeChatError> for ApiError {
                 "WeChat's rate limit for this user was reached (errcode 45011); try again in a minute",
             )
             .retry_after(60),
+            WeChatError::AccessTokenRejected(_) => ApiError::new(
+                ErrorCode::UpstreamError,
+                "WeChat refused the server's access_token even after a refresh; check the AppID and AppSecret",
+            ),
             WeChatError::Unusable(_) => ApiError::new(
                 ErrorCode::UpstreamError,
                 "WeChat answered with an error or an unusable response; check the AppID and AppSecret",

@@ -13,10 +13,11 @@ use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
 use super::views::{SessionInfo, TokenResponse, UserView};
 use crate::app::AppState;
+use crate::content_check;
 use crate::login::{self, LoginOutcome};
 use crate::profile;
 use crate::sessions::{self, Authenticated};
-use crate::store;
+use crate::store::{self, FieldValue, ProfileField};
 
 pub fn healthz(state: &AppState) -> Response {
     let body = if state.config.dev {
@@ -169,6 +170,11 @@ pub async fn patch_me(
     }
     let patch = body.required_json()?;
     let changes = profile::parse_patch(patch, state.config.public_url.as_deref())?;
+    if let Some((_, FieldValue::Text(nickname))) =
+        changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
+    {
+        content_check::check_nickname(state, state.app_of(&user)?, &user, nickname).await?;
+    }
     if changes.is_empty() {
         return Ok(reply::json(&UserView::from(&user)).into_response());
     }
@@ -182,7 +188,7 @@ pub async fn patch_me(
 }
 
 /// `rate_limited`, with `Retry-After` rounded up to whole seconds.
-fn too_many(wait: Duration) -> ApiError {
+pub(super) fn too_many(wait: Duration) -> ApiError {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(
         ErrorCode::RateLimited,

@@ -7,6 +7,7 @@ pub mod error;
 mod handlers;
 pub mod observe;
 pub mod views;
+mod wechat;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn routes(
 {
     let trust_proxy = state.config.trust_proxy;
     let metrics_listen = state.config.metrics_listen;
+    let wechat = wechat::routes(Arc::clone(&state));
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
@@ -137,6 +139,8 @@ pub fn routes(
         .or(introspect)
         .unify()
         .or(metrics)
+        .unify()
+        .or(wechat)
         .unify()
         .recover(error::recover)
         .unify()

@@ -24,6 +24,7 @@ pub const START: i64 = 1_796_032_800;
 
 pub struct TestServer {
     pub app: Option<App>,
+    pub config: Config,
     pub mock: MockWeChat,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
@@ -55,11 +56,14 @@ impl TestServer {
         adjust(&mut layer);
         let config = Config::resolve(layer, false, &HashMap::new()).unwrap();
         let clock = ManualClock::new(START);
-        let app = App::start(config, Arc::new(clock.clone())).await.unwrap();
+        let app = App::start(config.clone(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
         wxauth::wechat::install_crypto_provider();
         let base = format!("http://{}", app.addr());
         TestServer {
             app: Some(app),
+            config,
             mock,
             clock,
             dir,
@@ -153,6 +157,8 @@ impl TestServer {
             "SELECT * FROM users ORDER BY id",
             "SELECT * FROM sessions ORDER BY id",
             "SELECT * FROM login_codes ORDER BY code_hash",
+            "SELECT * FROM session_keys ORDER BY user_id",
+            "SELECT id, user_id, content_type, sha256, created_at FROM avatars ORDER BY id",
         ] {
             let mut stmt = db.prepare(sql).unwrap();
             let width = stmt.column_count();
@@ -165,6 +171,38 @@ impl TestServer {
             }
         }
         rows
+    }
+
+    /// Stops the server and starts a new one on the same data directory, fake WeChat
+    /// and clock (on a new port).
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let app = App::start(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .unwrap();
+        self.base = format!("http://{}", app.addr());
+        self.app = Some(app);
+    }
+
+    /// A read-write connection to the server's database, for tests that set up a state
+    /// the API cannot reach.
+    pub fn db_rw(&self) -> Connection {
+        Connection::open(self.dir.path().join("data").join(datadir::DATABASE_FILE)).unwrap()
+    }
+
+    /// Legacy open data for user `dev:<name>` from the fake WeChat's `/mock/open-data`.
+    pub async fn open_data(&self, name: &str, kind: &str) -> Value {
+        self.http
+            .get(format!("{}/mock/open-data", self.mock.base_url()))
+            .query(&[("name", name), ("appid", APPID), ("kind", kind)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {

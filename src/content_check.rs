@@ -1,0 +1,65 @@
+//! Nickname checks with WeChat's `msg_sec_check` (version 2, scene 1: a profile), for
+//! apps with `content_check = true`. What happens when WeChat cannot be asked is the
+//! `content_check_unavailable` policy.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::config::{AppConfig, ContentCheckPolicy};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::store::UserRow;
+use crate::wechat::Suggestion;
+
+/// Refuses `nickname` with `content_rejected` if WeChat calls it risky. `review` is
+/// accepted: WeChat leaves that call to the app, and a nickname is easy to change.
+pub async fn check_nickname(
+    state: &Arc<AppState>,
+    app: &AppConfig,
+    user: &UserRow,
+    nickname: &str,
+) -> Result<(), ApiError> {
+    if !app.content_check {
+        return Ok(());
+    }
+    let verdict = state
+        .access_tokens
+        .call(app, |token| async move {
+            state
+                .wechat
+                .msg_sec_check(&token, &user.openid, nickname)
+                .await
+        })
+        .await;
+    match verdict {
+        Ok(Suggestion::Risky) => {
+            tracing::info!(user = %user.public_id, "WeChat's content check rejected a nickname");
+            Err(ApiError::new(
+                ErrorCode::ContentRejected,
+                "WeChat's content check says this nickname is not allowed; choose another",
+            ))
+        }
+        Ok(Suggestion::Pass | Suggestion::Review) => Ok(()),
+        Err(e) => match state.config.content_check_unavailable {
+            ContentCheckPolicy::Allow => {
+                tracing::warn!(
+                    user = %user.public_id,
+                    error = %e,
+                    "the nickname content check failed; accepting the nickname unchecked (content_check_unavailable = allow)"
+                );
+                Ok(())
+            }
+            ContentCheckPolicy::Reject => {
+                tracing::warn!(
+                    user = %user.public_id,
+                    error = %e,
+                    "the nickname content check failed; refusing the change (content_check_unavailable = reject)"
+                );
+                Err(ApiError::new(
+                    ErrorCode::UpstreamUnavailable,
+                    "WeChat's content check is unavailable, so the nickname cannot be changed now; try again shortly",
+                )
+                .retry_after(5))
+            }
+        },
+    }
+}

@@ -1,0 +1,127 @@
+//! Binding the user's phone number (`POST /v1/me/phone`): from a `getPhoneNumber`
+//! button's code through WeChat's `getuserphonenumber`, or from the legacy encrypted
+//! payload decrypted with the stored session_key. The number is stored on the user.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::crypto;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::session_keys;
+use crate::store::UserRow;
+use crate::wechat::{PhoneInfo, WeChatError};
+
+/// The body of `POST /v1/me/phone`: `{"code"}`, or the legacy `{"encrypted_data", "iv"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRequest {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    encrypted_data: Option<String>,
+    #[serde(default)]
+    iv: Option<String>,
+}
+
+/// The answer: the number as WeChat gives it.
+#[derive(Debug, Serialize)]
+pub struct PhoneView {
+    phone_number: String,
+    pure_phone_number: String,
+    country_code: String,
+}
+
+impl From<PhoneInfo> for PhoneView {
+    fn from(p: PhoneInfo) -> Self {
+        PhoneView {
+            phone_number: p.phone_number,
+            pure_phone_number: p.pure_phone_number,
+            country_code: p.country_code,
+        }
+    }
+}
+
+/// Gets the user's number from WeChat (either way), stores it and returns it.
+pub async fn bind(
+    state: &Arc<AppState>,
+    user: &UserRow,
+    request: PhoneRequest,
+) -> Result<PhoneView, ApiError> {
+    let app = state.app_of(user)?;
+    let info = match request {
+        PhoneRequest {
+            code: Some(code),
+            encrypted_data: None,
+            iv: None,
+        } => {
+            validate_code(&code)?;
+            state
+                .access_tokens
+                .call(app, |token| {
+                    let code = code.as_str();
+                    async move { state.wechat.phone_number(&token, code).await }
+                })
+                .await
+                .map_err(|e| match e {
+                    WeChatError::InvalidCode(_) => ApiError::new(
+                        ErrorCode::InvalidCode,
+                        "WeChat says the phone code is invalid or already used; ask the user to tap the button again",
+                    ),
+                    other => other.into(),
+                })?
+        }
+        PhoneRequest {
+            code: None,
+            encrypted_data: Some(encrypted_data),
+            iv: Some(iv),
+        } => {
+            let session_key = session_keys::require(state, user).await?;
+            match crypto::open_data(session_key.expose(), &encrypted_data, &iv, &app.appid) {
+                Ok(data) => serde_json::from_value(Value::Object(data)).map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::DecryptFailed,
+                        "the decrypted data is not a phone number; send the getPhoneNumber payload",
+                    )
+                })?,
+                Err(reason) => {
+                    return Err(session_keys::explain_failure(
+                        state,
+                        app,
+                        user,
+                        &session_key,
+                        session_keys::decrypt_failed(reason),
+                    )
+                    .await);
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "send either `code` from the getPhoneNumber button, or `encrypted_data` and `iv`",
+            ));
+        }
+    };
+    let (user_id, number, now) = (user.id, info.phone_number.clone(), state.clock.now());
+    state
+        .db
+        .write(move |c| {
+            c.prepare_cached("UPDATE users SET phone = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(rusqlite::params![user_id, number, now])?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(user = %user.public_id, "phone number bound");
+    Ok(info.into())
+}
+
+fn validate_code(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() || code.len() > 512 || code.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "`code` must be the non-empty string the getPhoneNumber button gave",
+        ));
+    }
+    Ok(())
+}

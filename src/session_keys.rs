@@ -1,0 +1,122 @@
+//! Each user's latest WeChat session_key, kept sealed (AES-256-GCM, bound to the user's
+//! public id) and used only on the server: for legacy open-data decryption and to ask
+//! WeChat's `checksession` whether it is still current.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::app::AppState;
+use crate::clock::UnixTime;
+use crate::config::AppConfig;
+use crate::crypto::{self, DataKeys, Purpose};
+use crate::db::DbError;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::secret::Secret;
+use crate::store::UserRow;
+
+/// Stores `session_key` as `user`'s latest, replacing the one before. Runs inside the
+/// login's write, so a login and its key are committed together.
+pub fn save(
+    conn: &Connection,
+    keys: &DataKeys,
+    user: &UserRow,
+    session_key: &Secret,
+    now: UnixTime,
+) -> Result<(), DbError> {
+    let sealed = keys.seal(
+        Purpose::SessionKey,
+        user.public_id.as_bytes(),
+        session_key.expose().as_bytes(),
+    );
+    conn.prepare_cached(
+        "INSERT INTO session_keys (user_id, sealed, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (user_id) DO UPDATE SET sealed = excluded.sealed, \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![user.id, sealed, now])?;
+    Ok(())
+}
+
+/// The user's stored session_key; `None` when there is none or it cannot be opened
+/// (sealed under another data key, e.g. after restoring a database without its key
+/// file): either way the user must log in again.
+async fn load(state: &Arc<AppState>, user: &UserRow) -> Result<Option<Secret>, ApiError> {
+    let user_id = user.id;
+    let sealed: Option<Vec<u8>> = state
+        .db
+        .read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT sealed FROM session_keys WHERE user_id = ?1")?
+                    .query_row([user_id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await?;
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let opened = state
+        .data_keys
+        .open(Purpose::SessionKey, user.public_id.as_bytes(), &sealed)
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    if opened.is_none() {
+        tracing::warn!(user = %user.public_id, "a stored session_key cannot be opened; the user must log in again");
+    }
+    Ok(opened.map(Secret::new))
+}
+
+/// The stored session_key, or `session_key_expired`.
+pub async fn require(state: &Arc<AppState>, user: &UserRow) -> Result<Secret, ApiError> {
+    load(state, user).await?.ok_or_else(expired)
+}
+
+/// `session_key_expired`: the client must call `wx.login` and log in again.
+pub fn expired() -> ApiError {
+    ApiError::new(
+        ErrorCode::SessionKeyExpired,
+        "the WeChat session_key is missing or stale; call wx.login, log in again, then retry",
+    )
+}
+
+/// Decides what a failed signature check or decryption means: asks WeChat's
+/// `checksession` whether the stored key is stale and answers `session_key_expired` if
+/// it is, else `otherwise`. A check that cannot be made counts as "not stale": the data
+/// itself is then the likelier culprit.
+pub async fn explain_failure(
+    state: &Arc<AppState>,
+    app: &AppConfig,
+    user: &UserRow,
+    session_key: &Secret,
+    otherwise: ApiError,
+) -> ApiError {
+    let signature = &crypto::check_session_signature(session_key.expose());
+    let checked = state
+        .access_tokens
+        .call(app, |token| async move {
+            state
+                .wechat
+                .check_session(&token, &user.openid, signature)
+                .await
+        })
+        .await;
+    match checked {
+        Ok(false) => {
+            tracing::info!(user = %user.public_id, "WeChat says the stored session_key is stale");
+            expired()
+        }
+        Ok(true) => otherwise,
+        Err(e) => {
+            tracing::warn!(error = %e, "checksession failed; reporting the data as bad");
+            otherwise
+        }
+    }
+}
+
+/// `decrypt_failed` saying why.
+pub fn decrypt_failed(reason: crypto::OpenDataError) -> ApiError {
+    ApiError::new(
+        ErrorCode::DecryptFailed,
+        format!("{reason}; send encrypted_data and iv exactly as WeChat gave them"),
+    )
+}
