@@ -3,7 +3,7 @@
 //! acknowledged login still works, each acknowledged logout is still in force, and the
 //! database passes `PRAGMA integrity_check`.
 //!
-//! Runs the binary named by `WXAUTH_BIN` (CI points it at the release build), or the
+//! Runs the binary named by `TEST_WXAUTH_BIN` (CI points it at the release build), or the
 //! one cargo built for the tests.
 
 use std::collections::HashSet;
@@ -19,7 +19,7 @@ const CYCLES: usize = 10;
 const CLIENTS: usize = 4;
 
 fn binary() -> String {
-    std::env::var("WXAUTH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wxauth").to_owned())
+    std::env::var("TEST_WXAUTH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wxauth").to_owned())
 }
 
 fn start(data_dir: &Path) -> (Child, String) {
