@@ -5,34 +5,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::{APP_SECRET, TestServer};
 use serde_json::json;
 use wxauth::mock_wechat::{dev_session_key, seal_open_data};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wechat_secrets_never_reach_logs_or_responses() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let capture = common::LogCapture::install();
 
     let mut server = TestServer::start_with(|l| l.content_check = Some(true)).await;
     let mut seen = Vec::new();
@@ -132,7 +111,7 @@ async fn wechat_secrets_never_reach_logs_or_responses() {
             .unwrap(),
     );
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("access_token fetched"), "the capture works");
     assert!(logs.contains("phone number bound"));
     let responses = seen.join("\n");
