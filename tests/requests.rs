@@ -54,6 +54,35 @@ async fn profile_fields_round_trip_exactly() {
     assert_eq!(server.snapshot(), before);
 }
 
+/// `wx.request` cannot send PATCH, so a mini program updates the profile with POST.
+#[tokio::test]
+async fn post_to_me_updates_the_profile_like_patch() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:pia").await;
+    let response = server
+        .post_json("/v1/me", &json!({"nickname": "皮亚 🌸", "gender": 2}), Some(&token))
+        .await;
+    assert_eq!(response.status(), 200);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["nickname"], "皮亚 🌸");
+    assert_eq!(user["gender"], 2);
+    let stored: (String, i64) = server
+        .db()
+        .query_row("SELECT nickname, gender FROM users", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(stored, ("皮亚 🌸".to_owned(), 2));
+
+    // The same rules apply: a bad field is refused and changes nothing.
+    let before = server.snapshot();
+    let response = server
+        .post_json("/v1/me", &json!({"gender": 7}), Some(&token))
+        .await;
+    assert_eq!(error_of(response).await, (400, "invalid_request".to_owned()));
+    assert_eq!(server.snapshot(), before);
+}
+
 #[tokio::test]
 async fn invalid_profile_changes_are_refused_and_change_nothing() {
     let server = TestServer::start().await;

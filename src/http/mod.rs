@@ -79,8 +79,9 @@ pub fn routes(
     let get_me = me.and(warp::get()).and(state.clone()).and(auth).then(
         |s: Arc<AppState>, a: Option<String>| async move { respond(handlers::get_me(&s, a).await) },
     );
+    // POST too: `wx.request` offers no PATCH, so a mini program can only update with POST.
     let patch_me = me
-        .and(warp::patch())
+        .and(warp::patch().or(warp::post()).unify())
         .and(state.clone())
         .and(auth)
         .and(body::limited(JSON_LIMIT))
