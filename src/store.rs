@@ -37,9 +37,15 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "u.id, u.public_id, u.appid, u.openid, u.unionid, u.nickname, \
-    u.avatar_url, u.gender, u.country, u.province, u.city, u.language, u.phone, \
-    u.banned_until, u.ban_reason, u.created_at, u.updated_at";
+/// The columns [`user_from_row`] reads, as a literal so that queries are `concat!`ed at
+/// compile time rather than formatted on every request.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.public_id, u.appid, u.openid, u.unionid, u.nickname, u.avatar_url, \
+         u.gender, u.country, u.province, u.city, u.language, u.phone, u.banned_until, \
+         u.ban_reason, u.created_at, u.updated_at"
+    };
+}
 
 fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -77,8 +83,35 @@ pub struct SessionRow {
     pub revoked_reason: Option<String>,
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.public_id, s.user_id, s.created_at, s.expires_at, \
-    s.max_expires_at, s.last_seen_at, s.revoked_at, s.revoked_reason";
+/// The columns [`session_from_row`] reads (see [`user_columns`]); `$p` is the table
+/// alias with its dot, or nothing where SQL allows no alias (`RETURNING`).
+macro_rules! session_columns {
+    () => {
+        session_columns!("s.")
+    };
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id, ",
+            $p,
+            "public_id, ",
+            $p,
+            "user_id, ",
+            $p,
+            "created_at, ",
+            $p,
+            "expires_at, ",
+            $p,
+            "max_expires_at, ",
+            $p,
+            "last_seen_at, ",
+            $p,
+            "revoked_at, ",
+            $p,
+            "revoked_reason"
+        )
+    };
+}
 const SESSION_WIDTH: usize = 9;
 
 fn session_from_row(r: &Row) -> rusqlite::Result<SessionRow> {
@@ -104,42 +137,54 @@ pub fn session_by_secret(
     conn: &Connection,
     secret_hash: &[u8; 32],
 ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+    let sql = concat!(
+        "SELECT ",
+        session_columns!(),
+        ", ",
+        user_columns!(),
+        " FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?1"
     );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([&secret_hash[..]], session_and_user)
         .optional()?)
 }
 
 /// The session with internal id `id`, with its user.
 pub fn session_by_id(conn: &Connection, id: i64) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+    let sql = concat!(
+        "SELECT ",
+        session_columns!(),
+        ", ",
+        user_columns!(),
+        " FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
     );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([id], session_and_user)
         .optional()?)
 }
 
 /// The user with internal id `id`.
 pub fn user_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, DbError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1");
+    let sql = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?1");
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([id], |r| user_from_row(r, 0))
         .optional()?)
 }
 
 /// The user with public id `public_id`.
 pub fn user_by_public_id(conn: &Connection, public_id: &str) -> Result<Option<UserRow>, DbError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.public_id = ?1");
+    let sql = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.public_id = ?1"
+    );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([public_id], |r| user_from_row(r, 0))
         .optional()?)
 }
@@ -151,11 +196,13 @@ pub fn users_by_openid(
     openid: &str,
     appid: Option<&str>,
 ) -> Result<Vec<UserRow>, DbError> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 \
+    let sql = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.openid = ?1 \
          AND (?2 IS NULL OR u.appid = ?2) ORDER BY u.appid"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
         .query_map(params![openid, appid], |r| user_from_row(r, 0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -171,7 +218,7 @@ pub fn list_users(
     limit: u32,
 ) -> Result<Vec<UserRow>, DbError> {
     // Spelled out per case so SQLite can walk `users_app_created` for one app.
-    let mut sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE 1");
+    let mut sql = String::from(concat!("SELECT ", user_columns!(), " FROM users u WHERE 1"));
     if appid.is_some() {
         sql.push_str(" AND u.appid = ?1");
     }
@@ -192,9 +239,12 @@ pub fn list_users(
 /// Every stored session of a user, newest first; ended ones stay until maintenance
 /// purges them.
 pub fn user_sessions(conn: &Connection, user_id: i64) -> Result<Vec<SessionRow>, DbError> {
-    let sql =
-        format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ?1 ORDER BY s.id DESC");
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let sql = concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions s WHERE s.user_id = ?1 ORDER BY s.id DESC"
+    );
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
         .query_map([user_id], session_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
@@ -206,12 +256,16 @@ pub fn session_by_public_id(
     conn: &Connection,
     public_id: &str,
 ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s \
+    let sql = concat!(
+        "SELECT ",
+        session_columns!(),
+        ", ",
+        user_columns!(),
+        " FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.public_id = ?1"
     );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row([public_id], session_and_user)
         .optional()?)
 }
@@ -277,35 +331,63 @@ pub enum LoginWritten {
 /// Finds or creates the user, creates the session, evicts sessions beyond the cap and
 /// remembers the code. Runs inside the writer's transaction.
 pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten, DbError> {
+    let user_public_id = random::ordered_id("u_");
     let inserted = conn
         .prepare_cached(
             "INSERT INTO users (public_id, appid, openid, unionid, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (appid, openid) DO NOTHING",
         )?
         .execute(params![
-            random::public_id("u_"),
+            user_public_id,
             login.appid,
             login.openid,
             login.unionid,
             login.now
         ])?;
     let new_user = inserted == 1;
-    if !new_user && login.unionid.is_some() {
-        conn.prepare_cached(
-            "UPDATE users SET unionid = ?3, updated_at = ?4 \
-             WHERE appid = ?1 AND openid = ?2 AND unionid IS NOT ?3",
-        )?
-        .execute(params![login.appid, login.openid, login.unionid, login.now])?;
-    }
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.appid = ?1 AND u.openid = ?2");
-    let user = conn
-        .prepare_cached(&sql)?
-        .query_row(params![login.appid, login.openid], |r| user_from_row(r, 0))?;
+    // A new user's row is exactly what was just inserted: reading it back would only
+    // cost a query on the writer, the one thread every login passes through.
+    let user = if new_user {
+        UserRow {
+            id: conn.last_insert_rowid(),
+            public_id: user_public_id,
+            appid: login.appid.clone(),
+            openid: login.openid.clone(),
+            unionid: login.unionid.clone(),
+            nickname: None,
+            avatar_url: None,
+            gender: 0,
+            country: None,
+            province: None,
+            city: None,
+            language: None,
+            phone: None,
+            banned_until: None,
+            ban_reason: None,
+            created_at: login.now,
+            updated_at: login.now,
+        }
+    } else {
+        if login.unionid.is_some() {
+            conn.prepare_cached(
+                "UPDATE users SET unionid = ?3, updated_at = ?4 \
+                 WHERE appid = ?1 AND openid = ?2 AND unionid IS NOT ?3",
+            )?
+            .execute(params![login.appid, login.openid, login.unionid, login.now])?;
+        }
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.appid = ?1 AND u.openid = ?2"
+        );
+        conn.prepare_cached(sql)?
+            .query_row(params![login.appid, login.openid], |r| user_from_row(r, 0))?
+    };
     if user.is_banned(login.now) {
         return Ok(LoginWritten::Banned(user));
     }
 
-    let public_id = random::public_id("s_");
+    let public_id = random::ordered_id("s_");
     conn.prepare_cached(
         "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
          max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
@@ -319,7 +401,9 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
         login.max_expires_at
     ])?;
     let session_id = conn.last_insert_rowid();
-    evict_beyond(conn, user.id, login.max_sessions, login.now)?;
+    if !new_user {
+        evict_beyond(conn, user.id, login.max_sessions, login.now)?;
+    }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
          expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -369,13 +453,14 @@ pub fn refresh_session(
     now: UnixTime,
 ) -> Result<Option<SessionRow>, DbError> {
     // RETURNING cannot name a table alias, so the columns are spelled out bare here.
-    let returning = SESSION_COLUMNS.replace("s.", "");
-    let sql = format!(
+    let sql = concat!(
         "UPDATE sessions SET expires_at = ?2, last_seen_at = ?3 \
-         WHERE id = ?1 AND revoked_at IS NULL RETURNING {returning}"
+         WHERE id = ?1 AND revoked_at IS NULL RETURNING ",
+        session_columns!(""),
+        ""
     );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row(params![session_id, expires_at, now], session_from_row)
         .optional()?)
 }

@@ -2,6 +2,7 @@
 //! bringing its schema up to date, and the two ways in: reads on pooled read-only
 //! connections, and writes through the single writer thread.
 
+mod checkpointer;
 mod readers;
 mod writer;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+use checkpointer::Checkpointer;
 use readers::Readers;
 pub use writer::{BatchObserver, Writer};
 
@@ -20,6 +22,9 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 /// Migrations from each older version to the next, in order: `(version reached, SQL)`.
 /// Version 1 is `schema.sql` itself.
 const MIGRATIONS: &[(i64, &str)] = &[];
+
+/// The most memory the writer's page cache may use, in KiB.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -54,10 +59,12 @@ pub enum DbError {
     ServerOlder { found: i64 },
 }
 
-/// The database: one writer thread and a few reader threads over one file.
+/// The database: one writer thread, a few reader threads and a checkpoint thread over
+/// one file.
 pub struct Db {
     path: PathBuf,
     readers: Readers,
+    checkpointer: Arc<Checkpointer>,
     writer: Writer,
 }
 
@@ -79,10 +86,28 @@ impl Db {
         create_private(path)?;
         let mut conn = open_connection(path, false)?;
         migrate(&mut conn)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpointer::WRITER_AUTOCHECKPOINT,
+        )?;
+        // A login inserts into several indexes at random places; with SQLite's default
+        // 2 MiB cache most of those pages had to be read back from the file each time.
+        // The cache fills only as pages are used, so an idle server stays small.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        let checkpointer = Arc::new(Checkpointer::start(path)?);
+        let after_commit = Arc::clone(&checkpointer);
         Ok(Arc::new(Db {
             path: path.to_owned(),
             readers: Readers::start(path)?,
-            writer: Writer::start(conn, on_batch),
+            checkpointer,
+            writer: Writer::start(
+                conn,
+                Box::new(move |size| {
+                    after_commit.committed();
+                    on_batch(size);
+                }),
+            ),
         }))
     }
 
@@ -122,9 +147,11 @@ impl Db {
 
     /// Finishes queued writes and stops the writer; later writes fail.
     pub async fn close(&self) {
-        // Readers go first, so the writer's connection is the last one and its close
-        // checkpoints the WAL into the database file and removes it.
+        // Readers and the checkpoint thread go first, so the writer's connection is the
+        // last one and its close checkpoints the WAL into the database file and removes it.
         self.readers.stop().await;
+        let checkpointer = Arc::clone(&self.checkpointer);
+        let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         self.writer.stop().await;
     }
 }
@@ -191,6 +218,9 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each write runs in a savepoint, whose statement journal is a temporary file unless
+    // temporary storage lives in memory: a write system call per page every login touched.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

@@ -162,15 +162,15 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, on_batch: &BatchObserve
     }
     let mut answers = Vec::with_capacity(size);
     for job in batch.drain(..) {
-        let done = match conn.execute_batch("SAVEPOINT write") {
+        let done = match run_sql(conn, "SAVEPOINT write") {
             Ok(()) => {
                 let done = job(conn);
                 let end = if done.ok {
-                    "RELEASE write"
+                    run_sql(conn, "RELEASE write")
                 } else {
-                    "ROLLBACK TO write; RELEASE write"
+                    run_sql(conn, "ROLLBACK TO write").and_then(|()| run_sql(conn, "RELEASE write"))
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = end {
                     tracing::error!(error = %e, "cannot end a savepoint");
                 }
                 done
@@ -200,6 +200,12 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, on_batch: &BatchObserve
     for answer in answers {
         answer(committed);
     }
+}
+
+/// Runs one statement from the connection's statement cache: the savepoint statements
+/// run twice per write, and parsing them anew each time showed in profiles.
+fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 #[cfg(test)]
