@@ -12,9 +12,13 @@ const vm = require('node:vm');
 const ROOT = path.join(__dirname, '..');
 const SOURCE = fs.readFileSync(path.join(ROOT, 'index.js'), 'utf8');
 const DECLARATIONS = fs.readFileSync(path.join(ROOT, 'index.d.ts'), 'utf8');
+const EXAMPLE = path.join(ROOT, '..', '..', 'examples', 'miniprogram');
 
-test('the module uses no syntax newer than ES2015 that old base libraries refuse', () => {
-  const sources = [['index.js', SOURCE]];
+test('the module, and the example that turns "ES6 to ES5" off, use no syntax newer than ES2015', () => {
+  const files = ['app.js', 'auth.js', 'config.js', path.join('pages', 'index', 'index.js')].map(
+    (f) => path.join(EXAMPLE, f)
+  );
+  const sources = [['index.js', SOURCE]].concat(files.map((f) => [f, fs.readFileSync(f, 'utf8')]));
   const forbidden = [
     ['optional chaining', /\?\./],
     ['nullish coalescing', /\?\?/],
@@ -31,6 +35,8 @@ test('the module uses no syntax newer than ES2015 that old base libraries refuse
       assert.doesNotMatch(source, pattern, what + ' found in ' + file);
     }
   }
+  const config = JSON.parse(fs.readFileSync(path.join(EXAMPLE, 'project.config.json'), 'utf8'));
+  assert.equal(config.setting.es6, false);
 });
 
 test('the module parses as a CommonJS function body', () => {
