@@ -20,7 +20,7 @@ export interface User {
   updated_at: string;
 }
 
-/** What `updateProfile` may change; `null` clears a field. Limits are the server's (`PATCH /v1/me`). */
+/** What `updateProfile` may change; `null` clears a field. Limits are the server's (`PATCH /v1/me`, sent as POST). */
 export interface ProfileFields {
   nickname?: string | null;
   avatar_url?: string | null;
@@ -166,7 +166,7 @@ export interface Client {
   logout(options?: { all?: boolean }): Promise<void>;
   /** GET /v1/me. */
   getUser(): Promise<User>;
-  /** PATCH /v1/me. */
+  /** POST /v1/me (the same as PATCH, which wx.request cannot send). */
   updateProfile(fields: ProfileFields): Promise<User>;
   /** Uploads the picture from `<button open-type="chooseAvatar">` (e.detail.avatarUrl) with wx.uploadFile. */
   uploadAvatar(tempFilePath: string): Promise<User>;

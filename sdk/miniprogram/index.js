@@ -492,7 +492,8 @@ function createClient(options) {
   }
 
   function updateProfile(fields) {
-    return jsonCall('PATCH', '/v1/me', fields || {});
+    // POST, not PATCH: wx.request offers no PATCH, and wxauth takes either on /v1/me.
+    return jsonCall('POST', '/v1/me', fields || {});
   }
 
   function uploadAvatar(tempFilePath) {

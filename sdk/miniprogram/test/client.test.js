@@ -351,11 +351,11 @@ test('a failing wx.login is a wx_login_failed error', async () => {
 test('rate_limited with Retry-After waits that long and retries once', async () => {
   const { server, wx, client, sleeps } = setup();
   await client.login();
-  server.script('PATCH /v1/me', errorAnswer(429, 'rate_limited', { 'RETRY-AFTER': '2' }));
+  server.script('POST /v1/me', errorAnswer(429, 'rate_limited', { 'RETRY-AFTER': '2' }));
   const user = await client.updateProfile({ nickname: 'Bob' });
   assert.equal(user.nickname, 'Bob');
   assert.deepEqual(sleeps, [2000]);
-  assert.equal(wx.hits('PATCH /v1/me').length, 2);
+  assert.equal(wx.hits('POST /v1/me').length, 2);
 });
 
 test('a second busy answer is returned with its Retry-After, no third try', async () => {
@@ -446,7 +446,7 @@ test('getUser, updateProfile and bindPhone call the documented routes', async ()
   assert.equal(user.id, 'u_test');
   const updated = await client.updateProfile({ nickname: 'Alice 🐼', gender: 2 });
   assert.equal(updated.nickname, 'Alice 🐼');
-  const patch = wx.hits('PATCH /v1/me')[0];
+  const patch = wx.hits('POST /v1/me')[0];
   assert.deepEqual(patch.data, { nickname: 'Alice 🐼', gender: 2 });
   assert.equal(patch.header['content-type'], 'application/json');
   const phone = await client.bindPhone('phone-code');

@@ -171,7 +171,7 @@ test('the server\'s refusals arrive as typed errors with its code', { skip }, as
   assert.equal(invalid.code, 'invalid_code');
   assert.equal(invalid.status, 400);
 
-  // The banned user cannot reach PATCH /v1/me at all; another can, and breaks its rules.
+  // The banned user cannot reach POST /v1/me at all; another can, and breaks its rules.
   const tooLong = await rejection(client(createNodeWx('frank')).updateProfile({ nickname: 'x'.repeat(65) }));
   assert.equal(tooLong.code, 'invalid_request');
   assert.equal(tooLong.status, 400);

@@ -90,7 +90,7 @@ function createFakeServer() {
         case 'GET /v1/me':
         case 'GET /v1/session':
           return { statusCode: 200, data: server.user, header: {} };
-        case 'PATCH /v1/me':
+        case 'POST /v1/me':
           server.user = Object.assign({}, server.user, req.data);
           return { statusCode: 200, data: server.user, header: {} };
         case 'POST /v1/me/avatar':
