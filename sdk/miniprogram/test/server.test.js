@@ -1,0 +1,185 @@
+'use strict';
+// The library against a real `wxauth serve --dev` (the binary the build produced, on a
+// loopback port), through a `wx` built on Node's http: the whole flow a mini program
+// goes through, and the server's own errors arriving as typed errors.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const { createClient, WxauthError } = require('..');
+const { createNodeWx, send } = require('./support/node-wx');
+const { makePng } = require('./support/png');
+const { wxauthBinary, startDevServer } = require('./support/wxauth-server');
+
+const bin = wxauthBinary();
+const skip = bin
+  ? false
+  : 'no wxauth binary: run `cargo build` first, or set TEST_WXAUTH_BIN to one';
+
+let server;
+let scratch;
+
+test.before(async () => {
+  if (skip) return;
+  server = await startDevServer(bin);
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wxauth-sdk-files-'));
+});
+
+test.after(async () => {
+  if (server) await server.stop();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function client(wx, options) {
+  return createClient(Object.assign({ baseUrl: server.baseUrl, wx: wx }, options || {}));
+}
+
+async function rejection(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected the promise to reject');
+}
+
+test('login, profile, avatar, phone, logout and a login again', { skip }, async () => {
+  const wx = createNodeWx('alice');
+  const sdk = client(wx);
+  const events = [];
+  sdk.onAuthChange((e) => events.push(e));
+
+  const { user, newUser } = await sdk.login();
+  assert.match(user.id, /^u_/);
+  assert.equal(newUser, true);
+  assert.equal(user.appid, 'wxdevelopment0000');
+  const stored = JSON.parse(wx.storage.get('wxauth'));
+  assert.match(stored.token, /^v1\./);
+
+  const me = await sdk.getUser();
+  assert.equal(me.id, user.id);
+
+  const nickname = 'Alice 🐼 爱丽丝';
+  const updated = await sdk.updateProfile({ nickname: '  ' + nickname + ' ', gender: 2, city: 'Hangzhou' });
+  assert.equal(updated.nickname, nickname);
+  assert.equal(updated.gender, 2);
+  assert.equal((await sdk.getUser()).nickname, nickname);
+
+  const png = makePng(16);
+  const file = path.join(scratch, 'avatar.png');
+  fs.writeFileSync(file, png);
+  const withAvatar = await sdk.uploadAvatar(file);
+  assert.match(withAvatar.avatar_url, /^\/v1\/avatars\/\S+$/);
+  const image = await send(sdk.resolveUrl(withAvatar.avatar_url), 'GET', {});
+  assert.equal(image.statusCode, 200);
+  assert.equal(image.header['content-type'], 'image/png');
+  assert.ok(image.body.equals(png), 'the server serves back the same bytes');
+
+  const phone = await sdk.bindPhone('phone-code-1');
+  assert.equal(phone.country_code, '86');
+  assert.match(phone.pure_phone_number, /^1\d{10}$/);
+  assert.equal((await sdk.getUser()).phone, phone.phone_number);
+
+  await sdk.logout();
+  assert.equal(wx.storage.has('wxauth'), false);
+  assert.equal(wx.count('POST /v1/logout'), 1);
+  const old = await send(server.baseUrl + '/v1/me', 'GET', { authorization: 'Bearer ' + stored.token });
+  assert.equal(old.statusCode, 401);
+  assert.equal(JSON.parse(old.body).error.code, 'session_revoked');
+
+  const again = await sdk.getUser();
+  assert.equal(again.id, user.id, 'dev:alice is the same user every time');
+  assert.equal(again.nickname, nickname);
+  assert.equal(wx.loginCalls, 2);
+  assert.notEqual(JSON.parse(wx.storage.get('wxauth')).token, stored.token);
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['login', 'logout', 'login']
+  );
+  assert.equal(events[2].newUser, false);
+});
+
+test('10 concurrent requests without a token make one login', { skip }, async () => {
+  const wx = createNodeWx('bob');
+  const sdk = client(wx);
+  const users = await Promise.all(Array.from({ length: 10 }, () => sdk.getUser()));
+  assert.equal(new Set(users.map((u) => u.id)).size, 1);
+  assert.equal(wx.loginCalls, 1);
+  assert.equal(wx.count('POST /v1/login'), 1);
+  assert.equal(wx.count('GET /v1/me'), 10);
+});
+
+test('a session revoked elsewhere is replaced by one new login and the request retried', { skip }, async () => {
+  const phone = createNodeWx('carol');
+  const tablet = createNodeWx('carol');
+  const onPhone = client(phone);
+  const onTablet = client(tablet);
+  const events = [];
+  onPhone.onAuthChange((e) => events.push(e));
+  await onPhone.getUser();
+  await onTablet.getUser();
+
+  await onTablet.logout({ all: true });
+  const users = await Promise.all([onPhone.getUser(), onPhone.getUser(), onPhone.getUser()]);
+  assert.equal(users[0].id, users[2].id);
+  assert.equal(phone.loginCalls, 2);
+  assert.equal(phone.count('GET /v1/me'), 1 + 3 + 3, 'each refused request is retried once');
+  assert.deepEqual(
+    events.map((e) => e.type + (e.code ? ':' + e.code : '')),
+    ['login', 'expired:session_revoked', 'login']
+  );
+});
+
+test('a token near its expiry is refreshed by the server', { skip }, async () => {
+  const wx = createNodeWx('dave');
+  const clock = { now: Date.now() };
+  const sdk = client(wx, { now: () => clock.now });
+  await sdk.login();
+  const before = JSON.parse(wx.storage.get('wxauth'));
+  assert.equal(before.lifetime, 7 * 24 * 3600 * 1000, 'the default token_ttl');
+
+  clock.now += 5 * 24 * 3600 * 1000; // two days of seven left
+  await sdk.getUser();
+  assert.equal(wx.count('POST /v1/session/refresh'), 1);
+  assert.equal(wx.loginCalls, 1);
+  const after = JSON.parse(wx.storage.get('wxauth'));
+  assert.ok(after.expiresAt > before.expiresAt);
+  await sdk.getUser();
+  assert.equal(wx.count('POST /v1/session/refresh'), 1, 'the refreshed token has its full lifetime');
+});
+
+test('the server\'s refusals arrive as typed errors with its code', { skip }, async () => {
+  const wx = createNodeWx('erin');
+  const sdk = client(wx);
+  const user = await sdk.getUser();
+
+  await server.admin(['users', 'ban', user.id, '--reason', 'test']);
+  const banned = await rejection(sdk.getUser());
+  assert.ok(banned instanceof WxauthError);
+  assert.equal(banned.code, 'user_banned');
+  assert.equal(banned.status, 403);
+  assert.equal(wx.loginCalls, 1, 'a ban is not answered with a login');
+
+  const blocked = await rejection(client(createNodeWx('x'), { getCode: () => 'fail:40226' }).getUser());
+  assert.equal(blocked.code, 'login_blocked');
+  assert.equal(blocked.status, 403);
+
+  const invalid = await rejection(client(createNodeWx('x'), { getCode: () => 'fail:40029' }).login());
+  assert.equal(invalid.code, 'invalid_code');
+  assert.equal(invalid.status, 400);
+
+  // The banned user cannot reach POST /v1/me at all; another can, and breaks its rules.
+  const tooLong = await rejection(client(createNodeWx('frank')).updateProfile({ nickname: 'x'.repeat(65) }));
+  assert.equal(tooLong.code, 'invalid_request');
+  assert.equal(tooLong.status, 400);
+
+  // A port nothing listens on: no HTTP answer at all.
+  const closed = await rejection(
+    createClient({ baseUrl: 'http://127.0.0.1:9', wx: createNodeWx('x') }).login()
+  );
+  assert.equal(closed.code, 'network_error');
+  assert.equal(closed.status, 0);
+});
