@@ -83,33 +83,16 @@ pub struct SessionRow {
     pub revoked_reason: Option<String>,
 }
 
-/// The columns [`session_from_row`] reads (see [`user_columns`]); `$p` is the table
-/// alias with its dot, or nothing where SQL allows no alias (`RETURNING`).
+/// The columns [`session_from_row`] reads (see [`user_columns`]); `bare` spells them
+/// without the table alias, for `RETURNING`, which allows none.
 macro_rules! session_columns {
     () => {
-        session_columns!("s.")
+        "s.id, s.public_id, s.user_id, s.created_at, s.expires_at, s.max_expires_at, \
+         s.last_seen_at, s.revoked_at, s.revoked_reason"
     };
-    ($p:literal) => {
-        concat!(
-            $p,
-            "id, ",
-            $p,
-            "public_id, ",
-            $p,
-            "user_id, ",
-            $p,
-            "created_at, ",
-            $p,
-            "expires_at, ",
-            $p,
-            "max_expires_at, ",
-            $p,
-            "last_seen_at, ",
-            $p,
-            "revoked_at, ",
-            $p,
-            "revoked_reason"
-        )
+    (bare) => {
+        "id, public_id, user_id, created_at, expires_at, max_expires_at, last_seen_at, \
+         revoked_at, revoked_reason"
     };
 }
 const SESSION_WIDTH: usize = 9;
@@ -456,7 +439,7 @@ pub fn refresh_session(
     let sql = concat!(
         "UPDATE sessions SET expires_at = ?2, last_seen_at = ?3 \
          WHERE id = ?1 AND revoked_at IS NULL RETURNING ",
-        session_columns!(""),
+        session_columns!(bare),
         ""
     );
     Ok(conn
@@ -590,4 +573,16 @@ pub fn update_profile(
     conn.prepare_cached(&sql)?
         .execute(rusqlite::params_from_iter(values))?;
     user_by_id(conn, user_id)?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_spellings_of_the_session_columns_agree() {
+        assert_eq!(
+            session_columns!().replace("s.", ""),
+            session_columns!(bare),
+            "RETURNING must read the columns session_from_row expects, in its order"
+        );
+    }
 }

@@ -60,7 +60,11 @@ async fn post_to_me_updates_the_profile_like_patch() {
     let server = TestServer::start().await;
     let token = server.token("dev:pia").await;
     let response = server
-        .post_json("/v1/me", &json!({"nickname": "皮亚 🌸", "gender": 2}), Some(&token))
+        .post_json(
+            "/v1/me",
+            &json!({"nickname": "皮亚 🌸", "gender": 2}),
+            Some(&token),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let user: Value = response.json().await.unwrap();
@@ -79,7 +83,10 @@ async fn post_to_me_updates_the_profile_like_patch() {
     let response = server
         .post_json("/v1/me", &json!({"gender": 7}), Some(&token))
         .await;
-    assert_eq!(error_of(response).await, (400, "invalid_request".to_owned()));
+    assert_eq!(
+        error_of(response).await,
+        (400, "invalid_request".to_owned())
+    );
     assert_eq!(server.snapshot(), before);
 }
 

@@ -65,15 +65,27 @@ impl Checkpointer {
         }
     }
 
-    /// Stops the thread after its current checkpoint and closes its connection.
+    /// Stops the thread after its current checkpoint and waits until it has closed its
+    /// connection.
     pub fn stop(&self) {
-        let Some(thread) = self.thread.lock().expect("poisoned").take() else {
-            return;
-        };
+        self.ask_to_stop();
+        if let Some(thread) = self.thread.lock().expect("poisoned").take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn ask_to_stop(&self) {
         let (lock, wake) = &*self.signal;
         lock.lock().expect("checkpoint signal poisoned").stop = true;
         wake.notify_one();
-        let _ = thread.join();
+    }
+}
+
+impl Drop for Checkpointer {
+    /// A database dropped without [`Db::close`](super::Db::close) still ends the thread,
+    /// without waiting for it.
+    fn drop(&mut self) {
+        self.ask_to_stop();
     }
 }
 
@@ -126,12 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn stop_returns_while_idle() {
+    fn stop_returns_while_idle_and_drop_ends_the_thread() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         std::fs::File::create(&path).unwrap();
         let checkpointer = Checkpointer::start(&path).unwrap();
         checkpointer.stop();
         checkpointer.stop();
+
+        let dropped = Checkpointer::start(&path).unwrap();
+        let thread = dropped.thread.lock().unwrap().take().unwrap();
+        drop(dropped);
+        thread.join().unwrap();
     }
 }
