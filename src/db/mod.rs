@@ -254,6 +254,46 @@ mod tests {
 
     use super::*;
 
+    /// Reads run in batches inside one read transaction; none may see a snapshot from
+    /// before a write that was acknowledged before the read was asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_read_sees_the_writes_acknowledged_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let mut reads = Vec::new();
+        for i in 1..=300i64 {
+            db.write(move |c| {
+                c.execute(
+                    "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
+                     VALUES (?1, 'wx1', ?1, 0, 0)",
+                    [format!("u{i}")],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+            // Several reads at once, so that readers take them off the queue together.
+            for _ in 0..4 {
+                let db = Arc::clone(&db);
+                reads.push(tokio::spawn(async move {
+                    let seen: i64 = db
+                        .read(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+                        .await
+                        .unwrap();
+                    (i, seen)
+                }));
+            }
+        }
+        for read in reads {
+            let (written, seen) = read.await.unwrap();
+            assert!(
+                seen >= written,
+                "a read after write {written} saw only {seen} rows"
+            );
+        }
+        db.close().await;
+    }
+
     #[tokio::test]
     async fn a_new_database_is_private_versioned_and_durable() {
         let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,9 @@ use super::{DbError, open_connection};
 
 /// Reads that may wait before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
+/// The most reads one reader takes off the queue at once and runs in one transaction;
+/// small enough that the other readers still find work under load.
+const MAX_BATCH: usize = 16;
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -88,13 +91,52 @@ impl Readers {
 }
 
 fn run(conn: &Connection, rx: &Mutex<mpsc::Receiver<Msg>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         // One thread waits on the queue while the others wait for the lock; whichever
-        // holds it takes the next read.
-        let msg = rx.lock().expect("read queue poisoned").blocking_recv();
-        match msg {
-            Some(Msg::Job(job)) => job(conn),
-            Some(Msg::Stop) | None => return,
+        // holds it takes the next read, and the reads queued behind it.
+        let stop = {
+            let mut queue = rx.lock().expect("read queue poisoned");
+            match queue.blocking_recv() {
+                Some(Msg::Job(job)) => batch.push(job),
+                Some(Msg::Stop) | None => return,
+            }
+            let mut stop = false;
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Msg::Job(job)) => batch.push(job),
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            stop
+        };
+        run_batch(conn, &mut batch);
+        if stop {
+            return;
         }
     }
+}
+
+/// Runs the reads in one read transaction. Each statement outside a transaction takes
+/// and drops SQLite's locks (system calls on the database and its shared memory) and
+/// checks whether the file changed; a transaction does that once for all of them. Every
+/// read still sees every write acknowledged before it was queued: the transaction's
+/// snapshot starts at its first statement, after all of them were taken off the queue.
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+    let in_transaction = batch.len() > 1 && run_sql(conn, "BEGIN").is_ok();
+    for job in batch.drain(..) {
+        job(conn);
+    }
+    if in_transaction && let Err(e) = run_sql(conn, "COMMIT") {
+        tracing::warn!(error = %e, "ending a read transaction failed");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
