@@ -115,39 +115,49 @@ fn session_and_user(r: &Row) -> rusqlite::Result<(SessionRow, UserRow)> {
     Ok((session_from_row(r)?, user_from_row(r, SESSION_WIDTH)?))
 }
 
+/// A query for a session with its user, read by [`session_and_user`], that finds the rows
+/// meeting `$condition`.
+macro_rules! session_and_user_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT ",
+            session_columns!(),
+            ", ",
+            user_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE ",
+            $condition
+        )
+    };
+}
+
+/// The one session, with its user, that `sql` (from [`session_and_user_where`], keyed by
+/// `?1`) finds for `key`.
+fn one_session_and_user(
+    conn: &Connection,
+    sql: &str,
+    key: impl rusqlite::ToSql,
+) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([key], session_and_user)
+        .optional()?)
+}
+
 /// The session stored under `secret_hash`, with its user.
 pub fn session_by_secret(
     conn: &Connection,
     secret_hash: &[u8; 32],
 ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = concat!(
-        "SELECT ",
-        session_columns!(),
-        ", ",
-        user_columns!(),
-        " FROM sessions s \
-         JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?1"
-    );
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([&secret_hash[..]], session_and_user)
-        .optional()?)
+    one_session_and_user(
+        conn,
+        session_and_user_where!("s.secret_hash = ?1"),
+        &secret_hash[..],
+    )
 }
 
 /// The session with internal id `id`, with its user.
 pub fn session_by_id(conn: &Connection, id: i64) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = concat!(
-        "SELECT ",
-        session_columns!(),
-        ", ",
-        user_columns!(),
-        " FROM sessions s \
-         JOIN users u ON u.id = s.user_id WHERE s.id = ?1"
-    );
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([id], session_and_user)
-        .optional()?)
+    one_session_and_user(conn, session_and_user_where!("s.id = ?1"), id)
 }
 
 /// The user with internal id `id`.
@@ -239,18 +249,7 @@ pub fn session_by_public_id(
     conn: &Connection,
     public_id: &str,
 ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    let sql = concat!(
-        "SELECT ",
-        session_columns!(),
-        ", ",
-        user_columns!(),
-        " FROM sessions s \
-         JOIN users u ON u.id = s.user_id WHERE s.public_id = ?1"
-    );
-    Ok(conn
-        .prepare_cached(sql)?
-        .query_row([public_id], session_and_user)
-        .optional()?)
+    one_session_and_user(conn, session_and_user_where!("s.public_id = ?1"), public_id)
 }
 
 /// A remembered login code.

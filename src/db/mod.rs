@@ -224,6 +224,13 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     Ok(conn)
 }
 
+/// Runs one statement without parameters from the connection's statement cache: the
+/// transaction and savepoint statements run for every batch or write, and parsing them
+/// anew each time showed in profiles.
+fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

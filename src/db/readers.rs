@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DbError, open_connection};
+use super::{DbError, open_connection, run_sql};
 
 /// Reads that may wait before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;
@@ -135,8 +135,4 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         tracing::warn!(error = %e, "ending a read transaction failed");
         let _ = conn.execute_batch("ROLLBACK");
     }
-}
-
-fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
 }

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::DbError;
+use super::{DbError, run_sql};
 
 /// The most writes one transaction carries; bounds how long a batch holds the lock.
 const MAX_BATCH: usize = 256;
@@ -200,12 +200,6 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, on_batch: &BatchObserve
     for answer in answers {
         answer(committed);
     }
-}
-
-/// Runs one statement from the connection's statement cache: the savepoint statements
-/// run twice per write, and parsing them anew each time showed in profiles.
-fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 #[cfg(test)]
