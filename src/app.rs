@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::mock_wechat::MockWeChat;
 use crate::ratelimit::RateLimiter;
 use crate::server::{self, ConnectionLimits};
+use crate::session_cache::SessionCache;
 use crate::store::UserRow;
 use crate::token::Keyring;
 use crate::wechat::WeChatClient;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
     pub profile_limiter: Option<RateLimiter>,
+    /// Sessions recently authenticated, with their users.
+    pub session_cache: SessionCache,
     keyring: RwLock<Arc<Keyring>>,
 }
 
@@ -201,6 +204,7 @@ impl App {
         let state = Arc::new(AppState {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
             profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
+            session_cache: SessionCache::new(Arc::clone(db.changes())),
             config,
             db,
             wechat,

@@ -54,8 +54,25 @@ pub const MAX_TIME: UnixTime = 253_402_300_799;
 /// Formats Unix seconds as an RFC 3339 UTC string, e.g. `2026-11-30T10:00:00Z`. Times
 /// outside years 1970–9999 are clamped to that range.
 pub fn rfc3339(t: UnixTime) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(t.clamp(0, MAX_TIME) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    Rfc3339(t).to_string()
+}
+
+/// A time that displays and serializes as [`rfc3339`] does, without building a string
+/// first: answers carry several times each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub UnixTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = UNIX_EPOCH + Duration::from_secs(self.0.clamp(0, MAX_TIME) as u64);
+        humantime::format_rfc3339_seconds(t).fmt(f)
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Parses an RFC 3339 UTC time into Unix seconds.
@@ -79,6 +96,11 @@ mod tests {
         assert_eq!(rfc3339(1_796_032_800), "2026-11-30T10:00:00Z");
         assert_eq!(parse_rfc3339("2026-11-30T10:00:00Z"), Some(1_796_032_800));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(
+            serde_json::to_string(&Rfc3339(1_796_032_800)).unwrap(),
+            "\"2026-11-30T10:00:00Z\""
+        );
+        assert_eq!(Rfc3339(-5).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
     }

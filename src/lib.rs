@@ -31,6 +31,7 @@ pub mod sealed;
 pub mod secret;
 pub mod server;
 pub mod service_keys;
+pub mod session_cache;
 pub mod session_keys;
 pub mod sessions;
 pub mod store;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
 use crate::http::error::{ApiError, ErrorCode};
+use crate::session_cache::Found;
 use crate::store::{self, RevokeReason, SessionRow, UserRow};
 use crate::token::SessionSecret;
 
@@ -16,8 +17,8 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// A request's verified identity.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub session: SessionRow,
-    pub user: UserRow,
+    pub session: Arc<SessionRow>,
+    pub user: Arc<UserRow>,
     /// The secret from the token, to sign a fresh token for the same session.
     pub secret: SessionSecret,
 }
@@ -109,17 +110,7 @@ pub async fn authenticate_token(
         tracing::debug!(reason = %e, "token refused");
         ApiError::new(ErrorCode::InvalidToken, "the token is not valid")
     })?;
-    let hash = secret.hash();
-    let found = state
-        .db
-        .read(move |c| store::session_by_secret(c, &hash))
-        .await?;
-    let Some((session, user)) = found else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidToken,
-            "the token names no known session",
-        ));
-    };
+    let Found { session, user } = find_session(state, secret.hash()).await?;
     let now = state.clock.now();
     check_live(&session, now)?;
     if user.is_banned(now) {
@@ -136,6 +127,31 @@ pub async fn authenticate_token(
         user,
         secret,
     })
+}
+
+/// The session whose secret hashes to `hash`, with its user: the cached copy while the
+/// database holds the same, else read (and cached).
+async fn find_session(state: &AppState, hash: [u8; 32]) -> Result<Found, ApiError> {
+    if let Some(found) = state.session_cache.get(&hash) {
+        return Ok(found);
+    }
+    let ticket = state.session_cache.ticket();
+    let found = state
+        .db
+        .read(move |c| store::session_by_secret(c, &hash))
+        .await?;
+    let Some((session, user)) = found else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the token names no known session",
+        ));
+    };
+    let found = Found {
+        session: Arc::new(session),
+        user: Arc::new(user),
+    };
+    state.session_cache.insert(hash, found.clone(), ticket);
+    Ok(found)
 }
 
 /// Slides the session's expiry forward (never past its maximum age) and returns the

@@ -167,7 +167,8 @@ async fn sessions_are_listed_and_revoked_while_serving() {
 
     let (code, _, stderr) = admin(&server, &["sessions", "revoke", &sid1]);
     assert_eq!(code, 0, "{stderr}");
-    // The server reads the database on every request: the next one is refused.
+    // The revocation's commit tells the server its copy of the session is stale: the
+    // very next request is refused.
     let response = server.get("/v1/session", Some(&token1)).await;
     assert_eq!(error_of(response).await, (401, "session_revoked".into()));
     assert_eq!(server.get("/v1/session", Some(&token2)).await.status(), 200);

@@ -70,16 +70,10 @@ async fn refused(response: reqwest::Response) -> (u16, String) {
     error_of(response).await
 }
 
-/// Sets a ban directly in the database, as an admin tool would.
+/// Bans a user on a connection of its own, as `wxauth users ban` does.
 fn ban(server: &TestServer, user_public_id: &str, until: i64) {
-    let conn = rusqlite::Connection::open(data_dir(server).join("wxauth.db")).unwrap();
-    let changed = conn
-        .execute(
-            "UPDATE users SET banned_until = ?1, ban_reason = 'spam' WHERE public_id = ?2",
-            rusqlite::params![until, user_public_id],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
+    let conn = wxauth::db::open_existing(&data_dir(server)).unwrap();
+    wxauth::admin::ban(&conn, user_public_id, until, Some("spam"), common::START).unwrap();
 }
 
 /// `(openid, unionid)` of a user as stored.

@@ -288,3 +288,61 @@ async fn last_seen_is_kept_coarsely() {
     }
     assert_eq!(seen, common::START + 3600);
 }
+
+async fn session_info(server: &TestServer, token: &str) -> Value {
+    let response = server.get("/v1/session", Some(token)).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Authenticated requests are answered from a copy of the session kept in memory; every
+/// change that goes through wxauth is still seen by the very next request.
+#[tokio::test]
+async fn a_session_kept_in_memory_follows_every_change_at_once() {
+    let server = TestServer::start_with(|l| l.max_sessions_per_user = Some(1)).await;
+    let token = server.token("dev:rita#phone").await;
+    assert_eq!(
+        session_info(&server, &token).await["user"]["nickname"],
+        Value::Null
+    );
+
+    let response = server
+        .patch_me(&token, &json!({"nickname": "Rita 🌸"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        session_info(&server, &token).await["user"]["nickname"],
+        "Rita 🌸"
+    );
+
+    server.clock.advance(Duration::from_secs(DAY));
+    let response = server
+        .post_json("/v1/session/refresh", &json!({}), Some(&token))
+        .await;
+    let refreshed: Value = response.json().await.unwrap();
+    assert_eq!(refreshed["expires_at"], "2026-12-08T10:00:00Z");
+    let info = session_info(&server, &token).await;
+    assert_eq!(info["session"]["expires_at"], "2026-12-08T10:00:00Z");
+
+    // A login on another device evicts this session (the cap is 1).
+    server.token("dev:rita#tablet").await;
+    assert_eq!(session_status(&server, &token).await, revoked());
+}
+
+/// A change made straight in the database file, behind wxauth's back, is seen once the
+/// copy in memory is too old to be used.
+#[tokio::test]
+async fn a_change_made_behind_wxauths_back_is_seen_within_half_a_second() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:sami").await;
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    server
+        .db_rw()
+        .execute(
+            "UPDATE sessions SET revoked_at = ?1, revoked_reason = 'admin'",
+            [common::START],
+        )
+        .unwrap();
+    tokio::time::sleep(wxauth::db::MAX_COPY_AGE).await;
+    assert_eq!(session_status(&server, &token).await, revoked());
+}

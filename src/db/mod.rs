@@ -2,16 +2,18 @@
 //! bringing its schema up to date, and the two ways in: reads on pooled read-only
 //! connections, and writes through the single writer thread.
 
+mod changes;
 mod checkpointer;
 mod readers;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+pub use changes::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
 use checkpointer::Checkpointer;
 use readers::Readers;
 pub use writer::{BatchObserver, Writer};
@@ -65,6 +67,7 @@ pub struct Db {
     path: PathBuf,
     readers: Readers,
     checkpointer: Arc<Checkpointer>,
+    changes: Arc<Changes>,
     writer: Writer,
 }
 
@@ -95,20 +98,39 @@ impl Db {
         // 2 MiB cache most of those pages had to be read back from the file each time.
         // The cache fills only as pages are used, so an idle server stays small.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        let changes = Arc::new(Changes::default());
+        // The rows a transaction touched, gathered as it runs and published once it has
+        // committed. A batch that fails to commit leaves its rows for the next one, which
+        // is merely cautious.
+        let touched = Arc::new(Mutex::new(Vec::new()));
+        let gather = Arc::clone(&touched);
+        conn.update_hook(Some(move |_, _: &str, table: &str, rowid| {
+            if let Some(row) = ChangedRow::from_hook(table, rowid) {
+                gather.lock().expect("touched rows poisoned").push(row);
+            }
+        }))?;
         let checkpointer = Arc::new(Checkpointer::start(path)?);
         let after_commit = Arc::clone(&checkpointer);
+        let publish = Arc::clone(&changes);
         Ok(Arc::new(Db {
             path: path.to_owned(),
             readers: Readers::start(path)?,
             checkpointer,
+            changes,
             writer: Writer::start(
                 conn,
                 Box::new(move |size| {
+                    publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
                     after_commit.committed();
                     on_batch(size);
                 }),
             ),
         }))
+    }
+
+    /// What the server changed, for copies of rows kept in memory.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     /// The database file.
@@ -172,7 +194,9 @@ fn create_private(path: &Path) -> Result<(), DbError> {
 }
 
 /// Opens the existing database of `data_dir` as one more connection, for the admin
-/// commands that work beside a running server.
+/// commands that work beside a running server. While one runs, each commit on this
+/// connection returns only after [`MAX_COPY_AGE`], once the server has stopped using any
+/// copy of rows read before it (see [`Changes`]): the next request sees the change.
 pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
     let path = data_dir.join(crate::datadir::DATABASE_FILE);
     if !path.exists() {
@@ -192,6 +216,16 @@ pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
         None
     };
     migrate(&mut conn)?;
+    // SQLite calls this after every commit, once the write lock is released. It replaces
+    // the connection's automatic checkpoints, which the running server does instead (and
+    // the last connection to close does anyway).
+    let dir = data_dir.to_owned();
+    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, _| {
+        if let Ok(None) = crate::datadir::try_lock(&dir) {
+            std::thread::sleep(MAX_COPY_AGE);
+        }
+        Ok(())
+    }))?;
     Ok(conn)
 }
 
@@ -378,5 +412,34 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn admin_commits_beside_a_running_server_outwait_its_copies() {
+        use std::time::Instant;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_existing_after_creating(dir.path());
+        let insert = "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
+                      VALUES (?1, 'wx1', ?1, 0, 0)";
+        let started = Instant::now();
+        conn.execute(insert, ["u_alone"]).unwrap();
+        assert!(started.elapsed() < MAX_COPY_AGE, "no server, no wait");
+
+        let _server = crate::datadir::try_lock(dir.path()).unwrap().unwrap();
+        let started = Instant::now();
+        conn.execute(insert, ["u_served"]).unwrap();
+        assert!(started.elapsed() >= MAX_COPY_AGE);
+        let started = Instant::now();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(started.elapsed() < MAX_COPY_AGE, "reads never wait");
+    }
+
+    fn open_existing_after_creating(dir: &Path) -> Connection {
+        let mut conn = Connection::open(dir.join(crate::datadir::DATABASE_FILE)).unwrap();
+        migrate(&mut conn).unwrap();
+        open_existing(dir).unwrap()
     }
 }

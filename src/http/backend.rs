@@ -11,6 +11,7 @@ use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
+use super::json::json;
 use crate::app::AppState;
 use crate::service_keys;
 use crate::sessions::{self, Authenticated};
@@ -100,10 +101,10 @@ pub async fn introspect(
     let caller = service_keys::authenticate(state, authorization.as_deref()).await?;
     let request: IntrospectRequest = body.required_json()?;
     let mut response = match sessions::authenticate_token(state, &request.token).await {
-        Ok(auth) => reply::json(&ActiveToken::from(&auth)).into_response(),
+        Ok(auth) => json(&ActiveToken::from(&auth)),
         Err(e) if is_inactive(&e) => {
             tracing::debug!(service_key = %caller.public_id, reason = e.code.as_str(), "introspected an inactive token");
-            reply::json(&serde_json::json!({"active": false})).into_response()
+            json(&serde_json::json!({"active": false}))
         }
         Err(e) => return Err(e),
     };

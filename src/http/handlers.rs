@@ -11,6 +11,7 @@ use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
+use super::json::json;
 use super::views::{SessionInfo, TokenResponse, UserView};
 use crate::app::AppState;
 use crate::content_check;
@@ -30,7 +31,7 @@ pub fn healthz(state: &AppState) -> Response {
     } else {
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "mode": "production"})
     };
-    reply::json(&body).into_response()
+    json(&body)
 }
 
 pub async fn readyz(state: &Arc<AppState>) -> Response {
@@ -39,13 +40,11 @@ pub async fn readyz(state: &Arc<AppState>) -> Response {
         .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await;
     match ready {
-        Ok(_) => reply::json(&json!({"status": "ready"})).into_response(),
+        Ok(_) => json(&json!({"status": "ready"})),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
             reply::with_status(
-                reply::json(
-                    &json!({"status": "unavailable", "reason": "the database is not answering"}),
-                ),
+                json(&json!({"status": "unavailable", "reason": "the database is not answering"})),
                 StatusCode::SERVICE_UNAVAILABLE,
             )
             .into_response()
@@ -100,7 +99,7 @@ pub async fn login(
 }
 
 fn token_response(state: &AppState, outcome: &LoginOutcome) -> Response {
-    reply::json(&TokenResponse::new(outcome, state.clock.now())).into_response()
+    json(&TokenResponse::new(outcome, state.clock.now()))
 }
 
 pub async fn session(
@@ -108,11 +107,10 @@ pub async fn session(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    Ok(reply::json(&SessionInfo {
-        user: UserView::from(&auth.user),
-        session: (&auth.session).into(),
-    })
-    .into_response())
+    Ok(json(&SessionInfo {
+        user: UserView::from(&*auth.user),
+        session: (&*auth.session).into(),
+    }))
 }
 
 pub async fn refresh(
@@ -126,7 +124,7 @@ pub async fn refresh(
     let outcome = LoginOutcome {
         token: state.keyring().sign(&auth.secret),
         session,
-        user: auth.user,
+        user: Arc::unwrap_or_clone(auth.user),
         new_user: false,
     };
     Ok(token_response(state, &outcome))
@@ -155,7 +153,7 @@ pub async fn get_me(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    Ok(reply::json(&UserView::from(&auth.user)).into_response())
+    Ok(json(&UserView::from(&*auth.user)))
 }
 
 pub async fn patch_me(
@@ -176,7 +174,7 @@ pub async fn patch_me(
         content_check::check_nickname(state, state.app_of(&user)?, &user, nickname).await?;
     }
     if changes.is_empty() {
-        return Ok(reply::json(&UserView::from(&user)).into_response());
+        return Ok(json(&UserView::from(&*user)));
     }
     let now = state.clock.now();
     let user_id = user.id;
@@ -184,7 +182,7 @@ pub async fn patch_me(
         .db
         .write(move |c| store::update_profile(c, user_id, &changes, now))
         .await?;
-    Ok(reply::json(&UserView::from(&updated)).into_response())
+    Ok(json(&UserView::from(&updated)))
 }
 
 /// `rate_limited`, with `Retry-After` rounded up to whole seconds.

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod body;
 pub mod error;
 mod handlers;
+pub mod json;
 pub mod observe;
 pub mod views;
 mod wechat;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::clock::{UnixTime, rfc3339};
+use crate::clock::{Rfc3339, UnixTime};
 use crate::login::LoginOutcome;
 use crate::sessions::seconds_until;
 use crate::store::{SessionRow, UserRow};
@@ -20,8 +20,8 @@ pub struct UserView<'a> {
     city: Option<&'a str>,
     language: Option<&'a str>,
     phone: Option<&'a str>,
-    created_at: String,
-    updated_at: String,
+    created_at: Rfc3339,
+    updated_at: Rfc3339,
 }
 
 impl<'a> From<&'a UserRow> for UserView<'a> {
@@ -37,8 +37,8 @@ impl<'a> From<&'a UserRow> for UserView<'a> {
             city: u.city.as_deref(),
             language: u.language.as_deref(),
             phone: u.phone.as_deref(),
-            created_at: rfc3339(u.created_at),
-            updated_at: rfc3339(u.updated_at),
+            created_at: Rfc3339(u.created_at),
+            updated_at: Rfc3339(u.updated_at),
         }
     }
 }
@@ -47,18 +47,18 @@ impl<'a> From<&'a UserRow> for UserView<'a> {
 #[derive(Debug, Serialize)]
 pub struct SessionView<'a> {
     id: &'a str,
-    created_at: String,
-    expires_at: String,
-    last_seen_at: String,
+    created_at: Rfc3339,
+    expires_at: Rfc3339,
+    last_seen_at: Rfc3339,
 }
 
 impl<'a> From<&'a SessionRow> for SessionView<'a> {
     fn from(s: &'a SessionRow) -> Self {
         SessionView {
             id: &s.public_id,
-            created_at: rfc3339(s.created_at),
-            expires_at: rfc3339(s.expires_at),
-            last_seen_at: rfc3339(s.last_seen_at),
+            created_at: Rfc3339(s.created_at),
+            expires_at: Rfc3339(s.expires_at),
+            last_seen_at: Rfc3339(s.last_seen_at),
         }
     }
 }
@@ -76,7 +76,7 @@ pub struct TokenResponse<'a> {
     token: &'a str,
     token_type: &'static str,
     expires_in: i64,
-    expires_at: String,
+    expires_at: Rfc3339,
     new_user: bool,
     user: UserView<'a>,
 }
@@ -88,7 +88,7 @@ impl<'a> TokenResponse<'a> {
             token: &outcome.token,
             token_type: "Bearer",
             expires_in: seconds_until(outcome.session.expires_at, now),
-            expires_at: rfc3339(outcome.session.expires_at),
+            expires_at: Rfc3339(outcome.session.expires_at),
             new_user: outcome.new_user,
             user: UserView::from(&outcome.user),
         }

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
-use warp::reply::{self, Reply, Response};
+use warp::reply::{Reply, Response};
 
 use super::body::{self, JSON_LIMIT, RawBody};
 use super::error::{ApiError, ErrorCode};
 use super::handlers::too_many;
+use super::json::json;
 use super::views::UserView;
 use crate::app::AppState;
 use crate::avatars;
@@ -103,7 +104,7 @@ async fn bind_phone(
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
     let phone = phone::bind(state, &auth.user, request).await?;
-    Ok(reply::json(&phone).into_response())
+    Ok(json(&phone))
 }
 
 async fn wechat_profile(
@@ -114,7 +115,7 @@ async fn wechat_profile(
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
     let user = wechat_profile::apply(state, &auth.user, request).await?;
-    Ok(reply::json(&UserView::from(&user)).into_response())
+    Ok(json(&UserView::from(&user)))
 }
 
 async fn upload_avatar(
@@ -125,7 +126,7 @@ async fn upload_avatar(
 ) -> Result<Response, ApiError> {
     let (image, kind) = avatars::extract(body, limit).await?;
     let user = avatars::save(state, &auth.user, image, kind).await?;
-    Ok(reply::json(&UserView::from(&user)).into_response())
+    Ok(json(&UserView::from(&user)))
 }
 
 async fn serve_avatar(

@@ -395,13 +395,10 @@ pub async fn forward_auth_through(
     };
     assert_eq!(error_code(401, &body), expected);
 
-    let conn =
-        rusqlite::Connection::open(server.dir.path().join("data").join("wxauth.db")).unwrap();
-    conn.execute(
-        "UPDATE users SET banned_until = ?1 WHERE public_id = ?2",
-        rusqlite::params![crate::common::START + 86400, plain_id],
-    )
-    .unwrap();
+    // Banned the way `wxauth users ban` does it, on a connection of its own.
+    let conn = wxauth::db::open_existing(&server.dir.path().join("data")).unwrap();
+    let (start, until) = (crate::common::START, crate::common::START + 86400);
+    wxauth::admin::ban(&conn, plain_id, until, None, start).unwrap();
     let response = http
         .get(url("/api/profile"))
         .bearer_auth(plain_token)

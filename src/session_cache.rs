@@ -1,0 +1,241 @@
+//! Sessions found recently, with their users, kept in memory so that most authenticated
+//! requests need no trip to a database thread: that trip (a queue hand-off, two thread
+//! wake-ups and the query) costs more than everything else such a request does.
+//!
+//! A copy is used only while the server's own commits have not touched its rows
+//! ([`Changes`]), and for [`MAX_COPY_AGE`] at most, which the admin commands wait out
+//! after each change while a server runs. So a logout, a revocation, an eviction, a ban
+//! or a profile change, whether made through the API or an admin command, is seen by the
+//! very next request, exactly as without the copy. A change made behind wxauth's back
+//! (an `UPDATE` in the `sqlite3` shell) is seen within [`MAX_COPY_AGE`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::db::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
+use crate::store::{SessionRow, UserRow};
+
+/// Copies kept at most: a few MiB, which covers far more sessions than are active within
+/// [`MAX_COPY_AGE`] on the servers wxauth is for.
+const CAPACITY: usize = 16_384;
+/// Separately locked parts, so that requests on different threads rarely wait on each
+/// other.
+const SHARDS: usize = 16;
+
+/// A session and its user, as read together.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub session: Arc<SessionRow>,
+    pub user: Arc<UserRow>,
+}
+
+/// One separately locked part of the cache.
+type Shard = Mutex<HashMap<[u8; 32], Entry>>;
+
+/// When a copy was read: taken before the read began.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    mark: Mark,
+    at: Instant,
+}
+
+struct Entry {
+    found: Found,
+    ticket: Ticket,
+}
+
+/// The copies, keyed by the hash of the session's secret (what a token leads to).
+pub struct SessionCache {
+    changes: Arc<Changes>,
+    shards: Box<[Shard]>,
+}
+
+impl SessionCache {
+    /// An empty cache whose copies are checked against `changes`.
+    pub fn new(changes: Arc<Changes>) -> SessionCache {
+        SessionCache {
+            changes,
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_capacity(CAPACITY / SHARDS)))
+                .collect(),
+        }
+    }
+
+    /// What to date a copy with; take it before reading.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            mark: self.changes.mark(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The copy for `secret_hash`, if there is one and it is still what the database
+    /// holds.
+    pub fn get(&self, secret_hash: &[u8; 32]) -> Option<Found> {
+        let (found, ticket) = {
+            let shard = self
+                .shard(secret_hash)
+                .lock()
+                .expect("session cache poisoned");
+            let entry = shard.get(secret_hash)?;
+            (entry.found.clone(), entry.ticket)
+        };
+        if ticket.at.elapsed() >= MAX_COPY_AGE {
+            return None;
+        }
+        let rows = [
+            ChangedRow::Session(found.session.id),
+            ChangedRow::User(found.user.id),
+        ];
+        self.changes
+            .unchanged_since(ticket.mark, &rows)
+            .then_some(found)
+    }
+
+    /// Keeps `found`, read after `ticket` was taken, for `secret_hash`.
+    pub fn insert(&self, secret_hash: [u8; 32], found: Found, ticket: Ticket) {
+        let mut shard = self
+            .shard(&secret_hash)
+            .lock()
+            .expect("session cache poisoned");
+        if shard.len() >= CAPACITY / SHARDS && !shard.contains_key(&secret_hash) {
+            // Which copy goes hardly matters: the map's order is effectively random.
+            if let Some(gone) = shard.keys().next().copied() {
+                shard.remove(&gone);
+            }
+        }
+        shard.insert(secret_hash, Entry { found, ticket });
+    }
+
+    fn shard(&self, secret_hash: &[u8; 32]) -> &Shard {
+        // The key is a SHA-256 output, so any of its bytes picks a shard evenly.
+        &self.shards[usize::from(secret_hash[0]) % SHARDS]
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn found(session: i64, user: i64) -> Found {
+        Found {
+            session: Arc::new(SessionRow {
+                id: session,
+                public_id: format!("s_{session}"),
+                user_id: user,
+                created_at: 0,
+                expires_at: 10,
+                max_expires_at: 20,
+                last_seen_at: 0,
+                revoked_at: None,
+                revoked_reason: None,
+            }),
+            user: Arc::new(UserRow {
+                id: user,
+                public_id: format!("u_{user}"),
+                appid: "wx1".into(),
+                openid: "o".into(),
+                unionid: None,
+                nickname: None,
+                avatar_url: None,
+                gender: 0,
+                country: None,
+                province: None,
+                city: None,
+                language: None,
+                phone: None,
+                banned_until: None,
+                ban_reason: None,
+                created_at: 0,
+                updated_at: 0,
+            }),
+        }
+    }
+
+    fn key(n: u16) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        key[..2].copy_from_slice(&n.to_le_bytes());
+        key
+    }
+
+    #[tokio::test]
+    async fn a_copy_serves_until_a_write_touches_its_session_or_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let cache = SessionCache::new(Arc::clone(db.changes()));
+        db.write(|c| {
+            c.execute_batch(
+                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at)
+                     VALUES (1, 'u_1', 'wx1', 'o1', 0, 0), (2, 'u_2', 'wx1', 'o2', 0, 0);
+                 INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
+                     expires_at, max_expires_at, last_seen_at)
+                     VALUES (10, 's_10', x'00', 1, 0, 1, 1, 0), (20, 's_20', x'01', 2, 0, 1, 1, 0);",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+        for (n, session, user) in [(1, 10, 1), (2, 20, 2)] {
+            cache.insert(key(n), found(session, user), cache.ticket());
+        }
+        assert_eq!(cache.get(&key(1)).unwrap().session.id, 10);
+        assert!(cache.get(&key(3)).is_none());
+
+        let update = |sql: &'static str| {
+            db.write(move |c| {
+                c.execute(sql, [])?;
+                Ok(())
+            })
+        };
+        update("UPDATE users SET nickname = 'n' WHERE id = 1")
+            .await
+            .unwrap();
+        assert!(cache.get(&key(1)).is_none(), "the user changed");
+        assert!(cache.get(&key(2)).is_some(), "another user's copy stays");
+
+        update("UPDATE sessions SET revoked_at = 5 WHERE id = 20")
+            .await
+            .unwrap();
+        assert!(cache.get(&key(2)).is_none(), "the session changed");
+
+        // A copy read before a change but kept after it is not used either.
+        let ticket = cache.ticket();
+        update("DELETE FROM users WHERE id = 2").await.unwrap();
+        cache.insert(key(2), found(20, 2), ticket);
+        assert!(cache.get(&key(2)).is_none(), "read before the delete");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn copies_age_out_and_their_number_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let cache = SessionCache::new(Arc::clone(db.changes()));
+        let ticket = cache.ticket();
+        for n in 0..(CAPACITY as u16 + 1000) {
+            cache.insert(key(n), found(i64::from(n), 1), ticket);
+        }
+        assert!(cache.len() <= CAPACITY, "{} copies", cache.len());
+        let last = key(CAPACITY as u16 + 999);
+        assert!(cache.get(&last).is_some());
+
+        cache
+            .shard(&last)
+            .lock()
+            .unwrap()
+            .get_mut(&last)
+            .unwrap()
+            .ticket
+            .at -= MAX_COPY_AGE;
+        assert!(cache.get(&last).is_none(), "too old");
+        db.close().await;
+    }
+}
