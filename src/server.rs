@@ -4,6 +4,7 @@
 //! whenever it waits for a request head, so the same timeout closes a connection that
 //! stalls halfway through its headers and one that sits idle between requests.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use tower_service::Service;
 use warp::Filter;
 use warp::reply::Response;
 
-use crate::http::observe::observe;
+use crate::http::observe::Observation;
 use crate::metrics::Metrics;
 
 /// The most a request head (request line and headers) may take.
@@ -101,17 +102,21 @@ pub async fn serve_observed<F>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = warp::service(filter.clone());
+        // The handler's future owns what it needs, so it is made here, from the one
+        // service of the connection, rather than from a copy of the route tree per request.
+        let routes = RefCell::new(warp::service(filter.clone()));
         let metrics = metrics.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
-            let mut svc = svc.clone();
-            let metrics = metrics.clone();
+            let observed = metrics
+                .as_ref()
+                .map(|metrics| (Observation::begin(&req), Arc::clone(metrics)));
+            let handling = routes.borrow_mut().call(req);
             async move {
-                let call = |req| async move { svc.call(req).await.unwrap_or_else(|e| match e {}) };
-                Ok::<_, Infallible>(match &metrics {
-                    Some(metrics) => observe(req, call, metrics).await,
-                    None => call(req).await,
+                let handling = async { handling.await.unwrap_or_else(|e| match e {}) };
+                Ok::<_, Infallible>(match observed {
+                    Some((observation, metrics)) => observation.finish(handling, &metrics).await,
+                    None => handling.await,
                 })
             }
         });

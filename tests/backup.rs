@@ -45,6 +45,16 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_session() {
     let data = server.dir.path().join("data");
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("wxauth.wxbak");
+    // Enough rows that the backup takes longer than a login, even on a busy machine, so
+    // that logins are seen completing while it runs.
+    server
+        .db_rw()
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
+             INSERT INTO users (public_id, appid, openid, created_at, updated_at)
+                 SELECT 'u_seed' || i, 'wxseed', 'o_seed' || i, 0, 0 FROM n;",
+        )
+        .unwrap();
 
     // Four clients log new users in, back to back, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));

@@ -8,7 +8,6 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use hyper::body::Incoming;
 use tracing::Instrument;
 use warp::http::{HeaderName, HeaderValue, Request};
 use warp::reply::Response;
@@ -22,32 +21,50 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest request id accepted from a client.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Runs `call` on `request` inside a span naming its request id, sets the id on the
-/// response, and records the request in `metrics`.
-pub async fn observe<F>(
-    request: Request<Incoming>,
-    call: impl FnOnce(Request<Incoming>) -> F,
-    metrics: &Metrics,
-) -> Response
-where
-    F: Future<Output = Response>,
-{
-    let started = Instant::now();
-    let route = metrics::route_label(request.uri().path());
-    let id = request_id(request.headers().get(&REQUEST_ID));
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id.to_str().unwrap_or_default(),
-        method = %request.method(),
-        route = %route,
-    );
-    let mut response = call(request).instrument(span.clone()).await;
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    span.in_scope(|| tracing::debug!(status, took_us = took.as_micros() as u64, "answered"));
-    metrics.request(route, status, took);
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
+/// One request being observed: begun before the request goes to its handler, finished
+/// with its response.
+pub struct Observation {
+    started: Instant,
+    route: &'static str,
+    id: HeaderValue,
+    span: tracing::Span,
+}
+
+impl Observation {
+    /// Notes the time, route and request id of `request`.
+    pub fn begin<B>(request: &Request<B>) -> Observation {
+        let route = metrics::route_label(request.uri().path());
+        let id = request_id(request.headers().get(&REQUEST_ID));
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id.to_str().unwrap_or_default(),
+            method = %request.method(),
+            route = %route,
+        );
+        Observation {
+            started: Instant::now(),
+            route,
+            id,
+            span,
+        }
+    }
+
+    /// Runs `handling` (the request's handler) inside the request's span, then records
+    /// the request in `metrics` and sets the request id on the response.
+    pub async fn finish(
+        self,
+        handling: impl Future<Output = Response>,
+        metrics: &Metrics,
+    ) -> Response {
+        let mut response = handling.instrument(self.span.clone()).await;
+        let took = self.started.elapsed();
+        let status = response.status().as_u16();
+        self.span
+            .in_scope(|| tracing::debug!(status, took_us = took.as_micros() as u64, "answered"));
+        metrics.request(self.route, status, took);
+        response.headers_mut().insert(REQUEST_ID, self.id);
+        response
+    }
 }
 
 /// The client's request id if it is short and made of characters safe in a log line
