@@ -6,7 +6,9 @@
 //! it answers anyone. Each row falls into one of a fixed set of stripes, and a stripe
 //! holds the number of the last commit that touched one of its rows. A copy taken at
 //! commit number `m` stays good while none of its rows' stripes moved past `m`. Two rows
-//! sharing a stripe only make a copy look stale too soon, never too late.
+//! sharing a stripe only make a copy look stale too soon, never too late. (SQLite skips
+//! the hook for rows that an `INSERT OR REPLACE` deletes; no statement on these two
+//! tables uses one, and none may.)
 //!
 //! Other processes' commits (the admin commands: `wxauth users ban`, `wxauth sessions
 //! revoke`, …) cannot be followed this way. A copy is therefore used for
