@@ -1,12 +1,16 @@
-//! The database half of the authenticated path: `store::session_by_secret` on a read
-//! connection over a seeded database, for a session that exists and for one that does
-//! not. The load benchmark (`bench/run`) measures the same path end to end.
+//! Finding a token's session and user, the lookup of the authenticated path: in the
+//! server's in-memory copies (`SessionCache::get`), and in the database
+//! (`store::session_by_secret` on a read connection over a seeded database), for a session
+//! that exists and for one that does not. The load benchmark (`bench/run`) measures the
+//! same path end to end.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxauth::datadir::DATABASE_FILE;
-use wxauth::db::{migrate, open_connection};
+use wxauth::db::{Changes, migrate, open_connection};
+use wxauth::session_cache::{Found, SessionCache};
 use wxauth::store;
 
 #[path = "common/seed.rs"]
@@ -52,6 +56,35 @@ fn session_lookup(c: &mut Criterion) {
         b.iter(|| {
             let found = store::session_by_secret(&reader, black_box(&unknown)).expect("query");
             assert!(found.is_none());
+        })
+    });
+    group.finish();
+
+    // Copies are used for half a second at most; one that aged out is read again, as the
+    // server does, which happens once per key per half second of the run.
+    let cache = SessionCache::new(Arc::new(Changes::default()));
+    let copy_of = |hash: &[u8; 32]| {
+        let (session, user) = store::session_by_secret(&reader, hash)
+            .expect("query")
+            .expect("a seeded session");
+        Found {
+            session: Arc::new(session),
+            user: Arc::new(user),
+        }
+    };
+    let mut group = c.benchmark_group("session_cache");
+    group.bench_function("hit", |b| {
+        b.iter(|| {
+            next = (next + 1) % hashes.len();
+            let hash = black_box(&hashes[next]);
+            match cache.get(hash) {
+                Some(found) => black_box(found),
+                None => {
+                    let ticket = cache.ticket();
+                    cache.insert(*hash, copy_of(hash), ticket);
+                    black_box(cache.get(hash).expect("just kept"))
+                }
+            }
         })
     });
     group.finish();
