@@ -137,25 +137,14 @@ mod tests {
                 revoked_at: None,
                 revoked_reason: None,
             }),
-            user: Arc::new(UserRow {
-                id: user,
-                public_id: format!("u_{user}"),
-                appid: "wx1".into(),
-                openid: "o".into(),
-                unionid: None,
-                nickname: None,
-                avatar_url: None,
-                gender: 0,
-                country: None,
-                province: None,
-                city: None,
-                language: None,
-                phone: None,
-                banned_until: None,
-                ban_reason: None,
-                created_at: 0,
-                updated_at: 0,
-            }),
+            user: Arc::new(UserRow::new(
+                user,
+                format!("u_{user}"),
+                "wx1".into(),
+                "o".into(),
+                None,
+                0,
+            )),
         }
     }
 

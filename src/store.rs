@@ -31,6 +31,36 @@ pub struct UserRow {
 }
 
 impl UserRow {
+    /// A user as a first login stores it: no profile, no phone, no ban yet.
+    pub fn new(
+        id: i64,
+        public_id: String,
+        appid: String,
+        openid: String,
+        unionid: Option<String>,
+        now: UnixTime,
+    ) -> UserRow {
+        UserRow {
+            id,
+            public_id,
+            appid,
+            openid,
+            unionid,
+            nickname: None,
+            avatar_url: None,
+            gender: 0,
+            country: None,
+            province: None,
+            city: None,
+            language: None,
+            phone: None,
+            banned_until: None,
+            ban_reason: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Whether a ban is in force at `now`.
     pub fn is_banned(&self, now: UnixTime) -> bool {
         self.banned_until.is_some_and(|until| until > now)
@@ -330,25 +360,14 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     // A new user's row is exactly what was just inserted: reading it back would only
     // cost a query on the writer, the one thread every login passes through.
     let user = if new_user {
-        UserRow {
-            id: conn.last_insert_rowid(),
-            public_id: user_public_id,
-            appid: login.appid.clone(),
-            openid: login.openid.clone(),
-            unionid: login.unionid.clone(),
-            nickname: None,
-            avatar_url: None,
-            gender: 0,
-            country: None,
-            province: None,
-            city: None,
-            language: None,
-            phone: None,
-            banned_until: None,
-            ban_reason: None,
-            created_at: login.now,
-            updated_at: login.now,
-        }
+        UserRow::new(
+            conn.last_insert_rowid(),
+            user_public_id,
+            login.appid.clone(),
+            login.openid.clone(),
+            login.unionid.clone(),
+            login.now,
+        )
     } else {
         if login.unionid.is_some() {
             conn.prepare_cached(
