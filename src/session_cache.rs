@@ -1,6 +1,6 @@
 //! Sessions found recently, with their users, kept in memory so that most authenticated
 //! requests need no trip to a database thread: that trip (a queue hand-off, two thread
-//! wake-ups and the query) costs more than everything else such a request does.
+//! wake-ups and the query) was over a quarter of such a request's CPU time.
 //!
 //! A copy is used only while the server's own commits have not touched its rows
 //! ([`Changes`]), and for [`MAX_COPY_AGE`] at most, which the admin commands wait out
