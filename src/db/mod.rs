@@ -4,6 +4,7 @@
 
 mod changes;
 mod checkpointer;
+mod queue;
 mod readers;
 mod writer;
 
@@ -287,6 +288,18 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Inserts a user with nothing but `public_id` (also its openid), for tests of the
+/// database machinery that need a row to write.
+#[cfg(test)]
+pub(crate) fn insert_test_user(conn: &Connection, public_id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
+         VALUES (?1, 'wx1', ?1, 0, 0)",
+        [public_id],
+    )
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -304,11 +317,7 @@ mod tests {
         let mut reads = Vec::new();
         for i in 1..=300i64 {
             db.write(move |c| {
-                c.execute(
-                    "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-                     VALUES (?1, 'wx1', ?1, 0, 0)",
-                    [format!("u{i}")],
-                )?;
+                insert_test_user(c, &format!("u{i}"))?;
                 Ok(())
             })
             .await
@@ -419,15 +428,13 @@ mod tests {
         use std::time::Instant;
         let dir = tempfile::tempdir().unwrap();
         let conn = open_existing_after_creating(dir.path());
-        let insert = "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-                      VALUES (?1, 'wx1', ?1, 0, 0)";
         let started = Instant::now();
-        conn.execute(insert, ["u_alone"]).unwrap();
+        insert_test_user(&conn, "u_alone").unwrap();
         assert!(started.elapsed() < MAX_COPY_AGE, "no server, no wait");
 
         let _server = crate::datadir::try_lock(dir.path()).unwrap().unwrap();
         let started = Instant::now();
-        conn.execute(insert, ["u_served"]).unwrap();
+        insert_test_user(&conn, "u_served").unwrap();
         assert!(started.elapsed() >= MAX_COPY_AGE);
         let started = Instant::now();
         let n: i64 = conn

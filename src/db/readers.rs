@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::queue::{self, next_batch};
 use super::{DbError, open_connection, run_sql};
 
 /// Reads that may wait before callers wait to enqueue.
@@ -21,11 +22,7 @@ const QUEUE_DEPTH: usize = 4096;
 const MAX_BATCH: usize = 16;
 
 type Job = Box<dyn FnOnce(&Connection) + Send>;
-
-enum Msg {
-    Job(Job),
-    Stop,
-}
+type Msg = queue::Msg<Job>;
 
 /// The handle to the reader threads.
 pub struct Readers {
@@ -95,24 +92,13 @@ fn run(conn: &Connection, rx: &Mutex<mpsc::Receiver<Msg>>) {
     loop {
         // One thread waits on the queue while the others wait for the lock; whichever
         // holds it takes the next read, and the reads queued behind it.
-        let stop = {
-            let mut queue = rx.lock().expect("read queue poisoned");
-            match queue.blocking_recv() {
-                Some(Msg::Job(job)) => batch.push(job),
-                Some(Msg::Stop) | None => return,
-            }
-            let mut stop = false;
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(Msg::Job(job)) => batch.push(job),
-                    Ok(Msg::Stop) => {
-                        stop = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            stop
+        let next = next_batch(
+            &mut rx.lock().expect("read queue poisoned"),
+            &mut batch,
+            MAX_BATCH,
+        );
+        let Some(stop) = next else {
+            return;
         };
         run_batch(conn, &mut batch);
         if stop {

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::queue::{self, next_batch};
 use super::{DbError, run_sql};
 
 /// The most writes one transaction carries; bounds how long a batch holds the lock.
@@ -29,10 +30,7 @@ type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 /// Called on the writer thread with the number of writes in each committed batch.
 pub type BatchObserver = Box<dyn Fn(usize) + Send>;
 
-enum Msg {
-    Job(Job),
-    Stop,
-}
+type Msg = queue::Msg<Job>;
 
 /// The handle to the writer thread.
 pub struct Writer {
@@ -120,23 +118,11 @@ where
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut stopping = false;
-    while !stopping {
-        match rx.blocking_recv() {
-            Some(Msg::Job(job)) => batch.push(job),
-            Some(Msg::Stop) | None => break,
-        }
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Job(job)) => batch.push(job),
-                Ok(Msg::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(stop) = next_batch(&mut rx, &mut batch, MAX_BATCH) {
         commit_batch(&conn, &mut batch, &on_batch);
+        if stop {
+            break;
+        }
     }
     // Writes queued behind the stop request are refused rather than left hanging.
     rx.close();
@@ -224,11 +210,7 @@ mod tests {
             let db = Arc::clone(&db);
             tasks.push(tokio::spawn(async move {
                 db.write(move |c| {
-                    c.execute(
-                        "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-                         VALUES (?1, 'wx1', ?1, 0, 0)",
-                        [format!("u{i}")],
-                    )?;
+                    crate::db::insert_test_user(c, &format!("u{i}"))?;
                     if i % 10 == 0 {
                         // Fails after its insert: the insert must be undone.
                         c.execute("INSERT INTO users (id) VALUES (NULL)", [])?;
