@@ -67,10 +67,7 @@ fn session_lookup(c: &mut Criterion) {
         let (session, user) = store::session_by_secret(&reader, hash)
             .expect("query")
             .expect("a seeded session");
-        Found {
-            session: Arc::new(session),
-            user: Arc::new(user),
-        }
+        Found::new(session, user)
     };
     let mut group = c.benchmark_group("session_cache");
     group.bench_function("hit", |b| {

@@ -111,7 +111,9 @@ pub async fn serve_observed<F>(
             let observed = metrics
                 .as_ref()
                 .map(|metrics| (Observation::begin(&req), Arc::clone(metrics)));
-            let handling = routes.borrow_mut().call(req);
+            // Boxed at once: the route tree's future is most of a KiB, and each move of it
+            // unboxed (into this block, into hyper, into the observation) copied it all.
+            let handling = Box::pin(routes.borrow_mut().call(req));
             async move {
                 let handling = async { handling.await.unwrap_or_else(|e| match e {}) };
                 Ok::<_, Infallible>(match observed {

@@ -10,8 +10,11 @@
 //! (an `UPDATE` in the `sqlite3` shell) is seen within [`MAX_COPY_AGE`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::db::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
 use crate::store::{SessionRow, UserRow};
@@ -28,10 +31,44 @@ const SHARDS: usize = 16;
 pub struct Found {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
+    /// The `GET /v1/session` answer for these rows, made by the first request that needs
+    /// it and shared by every request served from the same copy: serializing it was
+    /// the largest part of such a request's own work.
+    pub session_body: Arc<OnceLock<Bytes>>,
+}
+
+impl Found {
+    /// A session and its user as just read.
+    pub fn new(session: SessionRow, user: UserRow) -> Found {
+        Found {
+            session: Arc::new(session),
+            user: Arc::new(user),
+            session_body: Arc::default(),
+        }
+    }
 }
 
 /// One separately locked part of the cache.
-type Shard = Mutex<HashMap<[u8; 32], Entry>>;
+type Shard = Mutex<HashMap<[u8; 32], Entry, BuildHasherDefault<DigestHasher>>>;
+
+/// Hashes a key that is already a SHA-256 output by folding its words together: its
+/// bits are as evenly spread as any hash of them would be, so SipHash's work is wasted.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// When a copy was read: taken before the read began.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +94,12 @@ impl SessionCache {
         SessionCache {
             changes,
             shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_capacity(CAPACITY / SHARDS)))
+                .map(|_| {
+                    Mutex::new(HashMap::with_capacity_and_hasher(
+                        CAPACITY / SHARDS,
+                        BuildHasherDefault::default(),
+                    ))
+                })
                 .collect(),
         }
     }
@@ -125,8 +167,8 @@ mod tests {
     use crate::db::Db;
 
     fn found(session: i64, user: i64) -> Found {
-        Found {
-            session: Arc::new(SessionRow {
+        Found::new(
+            SessionRow {
                 id: session,
                 public_id: format!("s_{session}"),
                 user_id: user,
@@ -136,16 +178,9 @@ mod tests {
                 last_seen_at: 0,
                 revoked_at: None,
                 revoked_reason: None,
-            }),
-            user: Arc::new(UserRow::new(
-                user,
-                format!("u_{user}"),
-                "wx1".into(),
-                "o".into(),
-                None,
-                0,
-            )),
-        }
+            },
+            UserRow::new(user, format!("u_{user}"), "wx1".into(), "o".into(), None, 0),
+        )
     }
 
     fn key(n: u16) -> [u8; 32] {

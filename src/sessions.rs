@@ -1,7 +1,9 @@
 //! Session rules: which token is accepted, when a session ends, how refresh slides its
 //! expiry without passing its absolute maximum, and logout.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
@@ -19,6 +21,9 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub struct Authenticated {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
+    /// The `GET /v1/session` answer for this session, shared with other requests served
+    /// from the same cached copy.
+    pub session_body: Arc<OnceLock<Bytes>>,
     /// The secret from the token, to sign a fresh token for the same session.
     pub secret: SessionSecret,
 }
@@ -110,7 +115,11 @@ pub async fn authenticate_token(
         tracing::debug!(reason = %e, "token refused");
         ApiError::new(ErrorCode::InvalidToken, "the token is not valid")
     })?;
-    let Found { session, user } = find_session(state, secret.hash()).await?;
+    let Found {
+        session,
+        user,
+        session_body,
+    } = find_session(state, secret.hash()).await?;
     let now = state.clock.now();
     check_live(&session, now)?;
     if user.is_banned(now) {
@@ -125,6 +134,7 @@ pub async fn authenticate_token(
     Ok(Authenticated {
         session,
         user,
+        session_body,
         secret,
     })
 }
@@ -136,20 +146,16 @@ async fn find_session(state: &AppState, hash: [u8; 32]) -> Result<Found, ApiErro
         return Ok(found);
     }
     let ticket = state.session_cache.ticket();
-    let found = state
-        .db
-        .read(move |c| store::session_by_secret(c, &hash))
-        .await?;
+    // Boxed so that the trip's state, needed only on a miss, does not enlarge the
+    // future of every authenticated request.
+    let found = Box::pin(state.db.read(move |c| store::session_by_secret(c, &hash))).await?;
     let Some((session, user)) = found else {
         return Err(ApiError::new(
             ErrorCode::InvalidToken,
             "the token names no known session",
         ));
     };
-    let found = Found {
-        session: Arc::new(session),
-        user: Arc::new(user),
-    };
+    let found = Found::new(session, user);
     state.session_cache.insert(hash, found.clone(), ticket);
     Ok(found)
 }

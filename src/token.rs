@@ -3,7 +3,6 @@
 //! The token carries nothing personal; the database decides whether its session lives.
 //! A forged or garbled token is rejected here, before any database work.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine;
@@ -69,12 +68,14 @@ pub enum TokenError {
 /// The signing keys the server accepts, and the one it signs with.
 pub struct Keyring {
     active: String,
-    keys: HashMap<String, hmac::Key>,
+    /// A handful at most (the active key and those retiring), so a list searched in
+    /// order beats hashing the key id on every request.
+    keys: Vec<(String, hmac::Key)>,
 }
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<_> = self.keys.keys().collect();
+        let mut kids: Vec<_> = self.keys.iter().map(|(kid, _)| kid).collect();
         kids.sort();
         f.debug_struct("Keyring")
             .field("active", &self.active)
@@ -97,17 +98,29 @@ impl Keyring {
         active: &str,
         keys: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Option<Keyring> {
-        let keys: HashMap<String, hmac::Key> = keys
-            .into_iter()
-            .map(|(kid, secret)| (kid.to_owned(), hmac::Key::new(hmac::HMAC_SHA256, secret)))
-            .collect();
-        if !keys.contains_key(active) || !keys.keys().all(|k| is_valid_kid(k)) {
+        let mut list: Vec<(String, hmac::Key)> = Vec::new();
+        for (kid, secret) in keys {
+            let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+            // A later entry for the same id replaces the earlier one.
+            match list.iter_mut().find(|(k, _)| k == kid) {
+                Some(entry) => entry.1 = key,
+                None => list.push((kid.to_owned(), key)),
+            }
+        }
+        let keys = list;
+        if !keys.iter().any(|(kid, _)| kid == active)
+            || !keys.iter().all(|(kid, _)| is_valid_kid(kid))
+        {
             return None;
         }
         Some(Keyring {
             active: active.to_owned(),
             keys,
         })
+    }
+
+    fn key(&self, kid: &str) -> Option<&hmac::Key> {
+        self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
     }
 
     /// The id of the key new tokens are signed with.
@@ -123,7 +136,11 @@ impl Keyring {
         token.push_str(&self.active);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(secret.0, &mut token);
-        let tag = hmac::sign(&self.keys[&self.active], token.as_bytes());
+        let tag = hmac::sign(
+            self.key(&self.active)
+                .expect("the active key is in the ring"),
+            token.as_bytes(),
+        );
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
         token
@@ -149,7 +166,7 @@ impl Keyring {
         decode_exact(sid, &mut secret)?;
         let mut tag = [0u8; MAC_LEN];
         decode_exact(mac, &mut tag)?;
-        let key = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        let key = self.key(kid).ok_or(TokenError::UnknownKey)?;
         hmac::verify(key, signed.as_bytes(), &tag).map_err(|_| TokenError::BadSignature)?;
         Ok(SessionSecret(secret))
     }

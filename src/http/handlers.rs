@@ -11,7 +11,7 @@ use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
-use super::json::json;
+use super::json::{json, json_body, to_json};
 use super::views::{SessionInfo, TokenResponse, UserView};
 use crate::app::AppState;
 use crate::content_check;
@@ -107,10 +107,13 @@ pub async fn session(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    Ok(json(&SessionInfo {
-        user: UserView::from(&*auth.user),
-        session: (&*auth.session).into(),
-    }))
+    let body = auth.session_body.get_or_init(|| {
+        to_json(&SessionInfo {
+            user: UserView::from(&*auth.user),
+            session: (&*auth.session).into(),
+        })
+    });
+    Ok(json_body(body.clone()))
 }
 
 pub async fn refresh(

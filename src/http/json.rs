@@ -1,6 +1,7 @@
 //! JSON answers, serialized in one go into a buffer sized for wxauth's answers, rather
 //! than into one that grows (and is copied) several times per request.
 
+use bytes::Bytes;
 use serde::Serialize;
 use warp::http::header::{CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
@@ -10,9 +11,19 @@ const INITIAL_CAPACITY: usize = 768;
 
 /// A 200 answer carrying `value` as JSON.
 pub fn json(value: &impl Serialize) -> Response {
+    json_body(to_json(value))
+}
+
+/// `value` serialized as JSON, for an answer that is made once and sent many times.
+pub fn to_json(value: &impl Serialize) -> Bytes {
     let mut body = Vec::with_capacity(INITIAL_CAPACITY);
     // Serializing wxauth's own types into memory cannot fail: no map has non-string keys.
     serde_json::to_writer(&mut body, value).expect("answers serialize to JSON");
+    body.into()
+}
+
+/// A 200 answer carrying `body`, which is JSON.
+pub fn json_body(body: Bytes) -> Response {
     let mut response = Response::new(body.into());
     response
         .headers_mut()

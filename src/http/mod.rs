@@ -121,28 +121,33 @@ pub fn routes(
             },
         );
 
-    healthz
-        .or(readyz)
-        .unify()
+    // The routes a busy server answers most come first and unboxed. The rest sit behind
+    // one box: their handlers' futures are larger (a WeChat call, a body, a write), and
+    // every request's future is as large as the largest route's.
+    let rest = readyz
         .or(login)
-        .unify()
-        .or(session)
         .unify()
         .or(refresh)
         .unify()
         .or(logout)
         .unify()
-        .or(get_me)
-        .unify()
         .or(patch_me)
-        .unify()
-        .or(forward)
         .unify()
         .or(introspect)
         .unify()
         .or(metrics)
         .unify()
         .or(wechat)
+        .unify()
+        .boxed();
+    session
+        .or(forward)
+        .unify()
+        .or(get_me)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(rest)
         .unify()
         .recover(error::recover)
         .unify()
