@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use warp::http::{HeaderName, HeaderValue};
 
 use crate::db::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
 use crate::store::{SessionRow, UserRow};
@@ -31,10 +32,8 @@ const SHARDS: usize = 16;
 pub struct Found {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
-    /// The `GET /v1/session` answer for these rows, made by the first request that needs
-    /// it and shared by every request served from the same copy: serializing it was
-    /// the largest part of such a request's own work.
-    pub session_body: Arc<OnceLock<Bytes>>,
+    /// Answers made from these rows, shared by every request served from the same copy.
+    pub rendered: Arc<Rendered>,
 }
 
 impl Found {
@@ -43,9 +42,20 @@ impl Found {
         Found {
             session: Arc::new(session),
             user: Arc::new(user),
-            session_body: Arc::default(),
+            rendered: Arc::default(),
         }
     }
+}
+
+/// Parts of answers that depend only on a session and its user, each made by the first
+/// request that needs it. Making them was the largest part of an authenticated request's
+/// own work; a copy whose rows change is replaced, and these with it.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// The `GET /v1/session` body.
+    pub session_info: OnceLock<Bytes>,
+    /// The identity headers of `/v1/auth/forward`.
+    pub identity_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
 }
 
 /// One separately locked part of the cache.

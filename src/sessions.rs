@@ -1,14 +1,12 @@
 //! Session rules: which token is accepted, when a session ends, how refresh slides its
 //! expiry without passing its absolute maximum, and logout.
 
-use std::sync::{Arc, OnceLock};
-
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::session_cache::Found;
+use crate::session_cache::{Found, Rendered};
 use crate::store::{self, RevokeReason, SessionRow, UserRow};
 use crate::token::SessionSecret;
 
@@ -21,9 +19,9 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub struct Authenticated {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
-    /// The `GET /v1/session` answer for this session, shared with other requests served
-    /// from the same cached copy.
-    pub session_body: Arc<OnceLock<Bytes>>,
+    /// Answers made from the session and user, shared with other requests served from
+    /// the same copy in memory.
+    pub rendered: Arc<Rendered>,
     /// The secret from the token, to sign a fresh token for the same session.
     pub secret: SessionSecret,
 }
@@ -118,7 +116,7 @@ pub async fn authenticate_token(
     let Found {
         session,
         user,
-        session_body,
+        rendered,
     } = find_session(state, secret.hash()).await?;
     let now = state.clock.now();
     check_live(&session, now)?;
@@ -134,7 +132,7 @@ pub async fn authenticate_token(
     Ok(Authenticated {
         session,
         user,
-        session_body,
+        rendered,
         secret,
     })
 }

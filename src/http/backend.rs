@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use warp::http::{HeaderMap, HeaderValue, header};
+use warp::http::{HeaderName, HeaderValue, header};
 use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
@@ -17,15 +17,15 @@ use crate::service_keys;
 use crate::sessions::{self, Authenticated};
 
 /// The public user id.
-pub const USER_ID_HEADER: &str = "x-auth-user-id";
+pub const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-user-id");
 /// The user's openid for the app.
-pub const OPENID_HEADER: &str = "x-auth-openid";
+pub const OPENID_HEADER: HeaderName = HeaderName::from_static("x-auth-openid");
 /// The user's unionid; absent when WeChat has not given one.
-pub const UNIONID_HEADER: &str = "x-auth-unionid";
+pub const UNIONID_HEADER: HeaderName = HeaderName::from_static("x-auth-unionid");
 /// The AppID of the mini program the user logged in to.
-pub const APPID_HEADER: &str = "x-auth-appid";
+pub const APPID_HEADER: HeaderName = HeaderName::from_static("x-auth-appid");
 /// The public session id.
-pub const SESSION_ID_HEADER: &str = "x-auth-session-id";
+pub const SESSION_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-session-id");
 
 /// `/v1/auth/forward`, any method: 200 with the caller's identity in `X-Auth-*` headers
 /// and an empty body, or the usual 401/403 error. The response is built afresh, so no
@@ -35,25 +35,41 @@ pub async fn forward(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let identity = match auth.rendered.identity_headers.get() {
+        Some(identity) => identity,
+        None => {
+            let identity = identity_headers(&auth)?;
+            auth.rendered.identity_headers.get_or_init(|| identity)
+        }
+    };
     let mut response = reply::reply().into_response();
     let headers = response.headers_mut();
-    set(headers, USER_ID_HEADER, &auth.user.public_id)?;
-    set(headers, OPENID_HEADER, &auth.user.openid)?;
-    if let Some(unionid) = &auth.user.unionid {
-        set(headers, UNIONID_HEADER, unionid)?;
+    for (name, value) in identity {
+        headers.insert(name.clone(), value.clone());
     }
-    set(headers, APPID_HEADER, &auth.user.appid)?;
-    set(headers, SESSION_ID_HEADER, &auth.session.public_id)?;
     // An identity must never be served from a cache to another caller.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) -> Result<(), ApiError> {
+/// The `X-Auth-*` headers naming the caller.
+fn identity_headers(auth: &Authenticated) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
+    let user = &auth.user;
+    let mut headers = vec![
+        (USER_ID_HEADER, value(&user.public_id)?),
+        (OPENID_HEADER, value(&user.openid)?),
+    ];
+    if let Some(unionid) = &user.unionid {
+        headers.push((UNIONID_HEADER, value(unionid)?));
+    }
+    headers.push((APPID_HEADER, value(&user.appid)?));
+    headers.push((SESSION_ID_HEADER, value(&auth.session.public_id)?));
+    Ok(headers)
+}
+
+fn value(text: &str) -> Result<HeaderValue, ApiError> {
     // Ids come from WeChat or from us and are plain ASCII; anything else is a bug to log.
-    let value = HeaderValue::from_str(value).map_err(|e| ApiError::internal(&e))?;
-    headers.insert(name, value);
-    Ok(())
+    HeaderValue::from_str(text).map_err(|e| ApiError::internal(&e))
 }
 
 #[derive(Deserialize)]
