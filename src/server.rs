@@ -26,9 +26,18 @@ use crate::metrics::Metrics;
 /// The most a request head (request line and headers) may take.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
-/// The peer address of the connection a request came on, for rate limits and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+tokio::task_local! {
+    /// The peer address of the connection the current task serves. A task-local rather
+    /// than a request extension: inserting an extension allocates on every request, and
+    /// only logins read it.
+    static PEER: SocketAddr;
+}
+
+/// The peer address of the connection the current request came on, for rate limits;
+/// `None` outside a connection served here.
+pub fn peer_addr() -> Option<SocketAddr> {
+    PEER.try_with(|peer| *peer).ok()
+}
 
 /// Limits applied to every incoming connection.
 #[derive(Debug, Clone, Copy)]
@@ -106,8 +115,7 @@ pub async fn serve_observed<F>(
         // service of the connection, rather than from a copy of the route tree per request.
         let routes = RefCell::new(warp::service(filter.clone()));
         let metrics = metrics.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
+        let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let observed = metrics
                 .as_ref()
                 .map(|metrics| (Observation::begin(&req), Arc::clone(metrics)));
@@ -124,12 +132,12 @@ pub async fn serve_observed<F>(
         });
         let conn = http.serve_connection(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        tokio::spawn(PEER.scope(peer, async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(slot);
-        });
+        }));
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())

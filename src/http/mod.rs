@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::reply::{Reply, Response};
 
 use crate::app::AppState;
-use crate::server::PeerAddr;
+use crate::server;
 use body::{JSON_LIMIT, RawBody};
 use error::ApiError;
 
@@ -197,15 +197,13 @@ fn client_ip(
     trust_proxy: bool,
 ) -> impl Filter<Extract = (Option<IpAddr>,), Error = warp::Rejection> + Clone + Send + Sync + 'static
 {
-    warp::ext::optional::<PeerAddr>()
-        .and(warp::header::optional::<String>("x-forwarded-for"))
-        .map(move |peer: Option<PeerAddr>, forwarded: Option<String>| {
-            let peer = peer.map(|p| p.0.ip());
-            if !trust_proxy {
-                return peer;
-            }
-            forwarded.as_deref().and_then(last_forwarded).or(peer)
-        })
+    warp::header::optional::<String>("x-forwarded-for").map(move |forwarded: Option<String>| {
+        let peer = server::peer_addr().map(|p| p.ip());
+        if !trust_proxy {
+            return peer;
+        }
+        forwarded.as_deref().and_then(last_forwarded).or(peer)
+    })
 }
 
 fn last_forwarded(header: &str) -> Option<IpAddr> {
