@@ -163,6 +163,7 @@ pub async fn save(
         None => path_of(&id),
     };
     let (user_id, now) = (user.id, state.clock.now());
+    let changes = [(store::ProfileField::AvatarUrl, store::FieldValue::Text(url))];
     let updated = state
         .db
         .write(move |c| {
@@ -173,12 +174,7 @@ pub async fn save(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![id, user_id, kind.mime(), sha256, &image[..], now])?;
-            store::update_profile(
-                c,
-                user_id,
-                &[(store::ProfileField::AvatarUrl, store::FieldValue::Text(url))],
-                now,
-            )
+            store::update_profile(c, user_id, &changes, now)
         })
         .await?;
     tracing::info!(user = %user.public_id, kind = kind.mime(), "avatar uploaded");

@@ -150,11 +150,13 @@ impl Db {
     }
 
     /// Runs `f` in the writer's next transaction and returns once that transaction is
-    /// durably committed. If `f` fails, only its own changes are rolled back.
+    /// durably committed. If `f` fails, only its own changes are rolled back. `f` may run
+    /// a second time when another write of its batch failed; the result and the changes
+    /// of its last run are the ones that count, so it must not consume what it captured.
     pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, DbError> + Send + 'static,
     {
         self.writer.submit(f).await
     }
@@ -163,7 +165,7 @@ impl Db {
     /// `last_seen_at`) and must not slow the request down.
     pub fn write_detached<F>(&self, f: F)
     where
-        F: FnOnce(&Connection) -> Result<(), DbError> + Send + 'static,
+        F: FnMut(&Connection) -> Result<(), DbError> + Send + 'static,
     {
         self.writer.submit_detached(f);
     }
