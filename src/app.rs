@@ -167,7 +167,7 @@ impl App {
             config.wechat_connect_timeout,
             config.wechat_timeout,
         )
-        .map_err(|e| StartError::WeChatClient(e.without_url().to_string()))?
+        .map_err(|e| StartError::WeChatClient(e.to_string()))?
         .with_metrics(Arc::clone(&metrics));
         let listener =
             TcpListener::bind(config.listen)

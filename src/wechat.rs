@@ -96,11 +96,23 @@ enum Attempt<T> {
     Retry(String),
 }
 
+/// Why a WeChat client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the WeChat API address is not usable: {0}")]
+    Address(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
 /// The WeChat API client, shared by all requests.
 #[derive(Debug, Clone)]
 pub struct WeChatClient {
     http: reqwest::Client,
     base: String,
+    /// `jscode2session`'s address, parsed once: every login calls it, and parsing the
+    /// address anew (host name rules included) was a noticeable part of a login's work.
+    code2session: reqwest::Url,
     total: Duration,
     metrics: Option<Arc<Metrics>>,
 }
@@ -189,17 +201,22 @@ impl WeChatClient {
         base: &str,
         connect_timeout: Duration,
         total: Duration,
-    ) -> Result<WeChatClient, reqwest::Error> {
+    ) -> Result<WeChatClient, ClientError> {
         install_crypto_provider();
+        let code2session = format!("{base}/sns/jscode2session");
+        let code2session =
+            reqwest::Url::parse(&code2session).map_err(|e| ClientError::Address(e.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(total)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("wxauth/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| ClientError::Build(e.without_url().to_string()))?;
         Ok(WeChatClient {
             http,
             base: base.to_owned(),
+            code2session,
             total,
             metrics: None,
         })
@@ -223,19 +240,14 @@ impl WeChatClient {
         app: &AppConfig,
         code: &str,
     ) -> Result<CodeSession, WeChatError> {
-        let url = format!("{}/sns/jscode2session", self.base);
+        let mut url = self.code2session.clone();
+        url.query_pairs_mut()
+            .append_pair("appid", &app.appid)
+            .append_pair("secret", app.secret.expose())
+            .append_pair("js_code", code)
+            .append_pair("grant_type", "authorization_code");
         self.with_retries("jscode2session", || async {
-            let response = self
-                .http
-                .get(&url)
-                .query(&[
-                    ("appid", app.appid.as_str()),
-                    ("secret", app.secret.expose()),
-                    ("js_code", code),
-                    ("grant_type", "authorization_code"),
-                ])
-                .send()
-                .await;
+            let response = self.http.get(url.clone()).send().await;
             let body: Code2SessionBody = match read_json(response).await {
                 Ok(body) => body,
                 Err(attempt) => return attempt,
