@@ -255,15 +255,16 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Each write runs in a savepoint, whose statement journal is a temporary file unless
-    // temporary storage lives in memory: a write system call per page every login touched.
+    // A batch holding a failed write runs each write in a savepoint, whose statement
+    // journal is a temporary file unless temporary storage lives in memory: a write
+    // system call per page the write touched.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 
 /// Runs one statement without parameters from the connection's statement cache: the
-/// transaction and savepoint statements run for every batch or write, and parsing them
-/// anew each time showed in profiles.
+/// savepoint statements run for every write of a batch that holds a failure, and parsing
+/// them anew each time showed in profiles.
 fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
