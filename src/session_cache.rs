@@ -63,6 +63,8 @@ type Shard = Mutex<HashMap<[u8; 32], Entry, BuildHasherDefault<DigestHasher>>>;
 
 /// Hashes a key that is already a SHA-256 output by folding its words together: its
 /// bits are as evenly spread as any hash of them would be, so SipHash's work is wasted.
+/// Nor can anyone pick colliding keys: only a session a validly signed token led to is
+/// kept, under the hash of its random secret.
 #[derive(Default)]
 struct DigestHasher(u64);
 

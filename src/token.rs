@@ -107,15 +107,14 @@ impl Keyring {
                 None => list.push((kid.to_owned(), key)),
             }
         }
-        let keys = list;
-        if !keys.iter().any(|(kid, _)| kid == active)
-            || !keys.iter().all(|(kid, _)| is_valid_kid(kid))
+        if !list.iter().any(|(kid, _)| kid == active)
+            || !list.iter().all(|(kid, _)| is_valid_kid(kid))
         {
             return None;
         }
         Some(Keyring {
             active: active.to_owned(),
-            keys,
+            keys: list,
         })
     }
 
