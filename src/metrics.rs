@@ -203,20 +203,9 @@ impl Metrics {
     }
 
     /// Records an answered HTTP request.
-    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
-        let Some(series) = LABELS
-            .iter()
-            .position(|label| *label == route)
-            .map(|i| &self.routes[i])
-        else {
-            self.requests
-                .get_or_create(&RequestLabels { route, status })
-                .inc();
-            self.request_seconds
-                .get_or_create(&RouteLabels { route })
-                .observe(took.as_secs_f64());
-            return;
-        };
+    pub fn request(&self, route: Route, status: u16, took: Duration) {
+        let series = &self.routes[route.0];
+        let route = route.label();
         let counter = if status == 200 {
             series.ok.get_or_init(|| {
                 self.requests
@@ -319,9 +308,10 @@ fn count_rows(
     Ok((live, users))
 }
 
-/// The routes metrics are labelled with; a path that is none of them is `unmatched`,
-/// so scanners probing random paths cannot blow up the number of series.
-const ROUTES: [&str; 13] = [
+/// The routes metrics are labelled with: the paths answered exactly, then avatar
+/// downloads, then `unmatched` for any other path, so scanners probing random paths
+/// cannot blow up the number of series.
+const LABELS: [&str; 15] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -335,24 +325,23 @@ const ROUTES: [&str; 13] = [
     "/v1/me/wechat-profile",
     "/v1/auth/forward",
     "/v1/introspect",
+    "/v1/avatars/{id}",
+    "unmatched",
 ];
+/// Where avatar downloads, and after them `unmatched`, sit in [`LABELS`].
+const AVATARS: usize = LABELS.len() - 2;
+const UNMATCHED: usize = LABELS.len() - 1;
 
-/// The label of avatar downloads, whatever the avatar.
-const AVATAR_ROUTE: &str = "/v1/avatars/{id}";
-/// The label of every path that is no route.
-const UNMATCHED: &str = "unmatched";
+/// The route a request belongs to, for metrics: one of [`LABELS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(usize);
 
-/// Every route label [`route_label`] gives.
-const LABELS: [&str; ROUTES.len() + 2] = {
-    let mut labels = [UNMATCHED; ROUTES.len() + 2];
-    let mut i = 0;
-    while i < ROUTES.len() {
-        labels[i] = ROUTES[i];
-        i += 1;
+impl Route {
+    /// The route template, as labels show it.
+    pub fn label(self) -> &'static str {
+        LABELS[self.0]
     }
-    labels[ROUTES.len()] = AVATAR_ROUTE;
-    labels
-};
+}
 
 /// One route's series, taken from the families on the route's first request: recording
 /// a request then neither locks a family nor hashes its labels, which it did twice per
@@ -363,14 +352,14 @@ struct RouteSeries {
     seconds: OnceLock<Histogram>,
 }
 
-/// The route template a request path belongs to, for labels.
-pub fn route_label(path: &str) -> &'static str {
-    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
-        return route;
+/// The route a request path belongs to.
+pub fn route_of(path: &str) -> Route {
+    if let Some(i) = LABELS[..AVATARS].iter().position(|r| *r == path) {
+        return Route(i);
     }
     match path.strip_prefix("/v1/avatars/") {
-        Some(rest) if !rest.is_empty() && !rest.contains('/') => AVATAR_ROUTE,
-        _ => UNMATCHED,
+        Some(rest) if !rest.is_empty() && !rest.contains('/') => Route(AVATARS),
+        _ => Route(UNMATCHED),
     }
 }
 
@@ -380,12 +369,13 @@ mod tests {
 
     #[test]
     fn paths_map_to_a_fixed_set_of_routes() {
-        assert_eq!(route_label("/v1/login"), "/v1/login");
-        assert_eq!(route_label("/v1/avatars/abc.png"), "/v1/avatars/{id}");
-        assert_eq!(route_label("/v1/avatars/"), "unmatched");
-        assert_eq!(route_label("/v1/avatars/a/b"), "unmatched");
-        assert_eq!(route_label("/wp-admin/setup.php"), "unmatched");
-        assert_eq!(route_label("/v1/login/"), "unmatched");
+        let label = |path| route_of(path).label();
+        assert_eq!(label("/v1/login"), "/v1/login");
+        assert_eq!(label("/v1/avatars/abc.png"), "/v1/avatars/{id}");
+        assert_eq!(label("/v1/avatars/"), "unmatched");
+        assert_eq!(label("/v1/avatars/a/b"), "unmatched");
+        assert_eq!(label("/wp-admin/setup.php"), "unmatched");
+        assert_eq!(label("/v1/login/"), "unmatched");
     }
 
     #[tokio::test]
@@ -393,16 +383,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let metrics = Arc::new(Metrics::new());
-        metrics.request("/v1/login", 200, Duration::from_millis(3));
+        metrics.request(route_of("/v1/login"), 200, Duration::from_millis(3));
         // A route's 200s and its other statuses land in the same families.
-        metrics.request("/v1/session", 401, Duration::from_millis(1));
-        metrics.request("/v1/session", 200, Duration::from_millis(1));
-        metrics.request("/v1/session", 200, Duration::from_millis(20));
-        metrics.request(
-            route_label("/v1/avatars/a_1"),
-            304,
-            Duration::from_millis(1),
-        );
+        metrics.request(route_of("/v1/session"), 401, Duration::from_millis(1));
+        metrics.request(route_of("/v1/session"), 200, Duration::from_millis(1));
+        metrics.request(route_of("/v1/session"), 200, Duration::from_millis(20));
+        metrics.request(route_of("/v1/avatars/a_1"), 304, Duration::from_millis(1));
         metrics.login("wx1", None);
         metrics.login("wx1", Some(ErrorCode::InvalidCode));
         metrics.upstream(

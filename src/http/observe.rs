@@ -12,7 +12,7 @@ use tracing::Instrument;
 use warp::http::{HeaderName, HeaderValue, Request};
 use warp::reply::Response;
 
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, Route};
 use crate::random;
 
 /// The header a request id comes in and goes back out in.
@@ -25,7 +25,7 @@ const MAX_REQUEST_ID: usize = 128;
 /// with its response.
 pub struct Observation {
     started: Instant,
-    route: &'static str,
+    route: Route,
     id: HeaderValue,
     span: tracing::Span,
 }
@@ -33,13 +33,13 @@ pub struct Observation {
 impl Observation {
     /// Notes the time, route and request id of `request`.
     pub fn begin<B>(request: &Request<B>) -> Observation {
-        let route = metrics::route_label(request.uri().path());
+        let route = metrics::route_of(request.uri().path());
         let id = request_id(request.headers().get(&REQUEST_ID));
         let span = tracing::info_span!(
             "request",
             request_id = %id.to_str().unwrap_or_default(),
             method = %request.method(),
-            route = %route,
+            route = %route.label(),
         );
         Observation {
             started: Instant::now(),
