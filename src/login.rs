@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::clock::secs;
 use crate::config::AppConfig;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::random;
 use crate::session_keys;
 use crate::sessions::{self, banned};
 use crate::store::{self, LoginWritten, NewLogin, SessionRow, UserRow};
@@ -112,7 +113,11 @@ async fn fresh_login(
     let now = state.clock.now();
     let ttl = secs(state.config.token_ttl);
     let max_expires_at = now.saturating_add(secs(state.config.session_max_age));
+    // Ids are drawn here rather than in the write: the writer is the one thread every
+    // login passes through, and each draw is a system call.
     let new = NewLogin {
+        user_public_id: random::ordered_id("u_"),
+        session_public_id: random::ordered_id("s_"),
         appid: app.appid.clone(),
         openid: wx.openid,
         unionid: wx.unionid,

@@ -33,12 +33,15 @@ pub fn ordered_id(prefix: &str) -> String {
 }
 
 fn hex_id(prefix: &str, raw: &[u8; 12]) -> String {
-    use std::fmt::Write;
-    let mut id = String::with_capacity(prefix.len() + 24);
-    id.push_str(prefix);
-    for b in raw {
-        let _ = write!(id, "{b:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 24];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(raw) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
+    let mut id = String::with_capacity(prefix.len() + hex.len());
+    id.push_str(prefix);
+    id.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
     id
 }
 
@@ -77,6 +80,14 @@ mod tests {
                 .as_millis()
         );
         assert_eq!(&b[2..8], &now_hex[..6], "the id starts with the time");
+    }
+
+    #[test]
+    fn ids_spell_their_bytes_in_lowercase_hex() {
+        let raw = [
+            0x00, 0x01, 0x0a, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xf0, 0xfe, 0xff, 0x10,
+        ];
+        assert_eq!(hex_id("u_", &raw), "u_00010a7f80abcdeff0feff10");
     }
 
     #[test]

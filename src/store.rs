@@ -6,7 +6,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::clock::UnixTime;
 use crate::db::DbError;
-use crate::random;
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +313,10 @@ pub fn login_code(
 /// Everything a successful WeChat login writes.
 #[derive(Debug)]
 pub struct NewLogin {
+    /// The public id a new user gets; unused when the openid already has a user.
+    pub user_public_id: String,
+    /// The new session's public id.
+    pub session_public_id: String,
     pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
@@ -343,14 +346,13 @@ pub enum LoginWritten {
 /// Finds or creates the user, creates the session, evicts sessions beyond the cap and
 /// remembers the code. Runs inside the writer's transaction.
 pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten, DbError> {
-    let user_public_id = random::ordered_id("u_");
     let inserted = conn
         .prepare_cached(
             "INSERT INTO users (public_id, appid, openid, unionid, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (appid, openid) DO NOTHING",
         )?
         .execute(params![
-            user_public_id,
+            login.user_public_id,
             login.appid,
             login.openid,
             login.unionid,
@@ -362,7 +364,7 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     let user = if new_user {
         UserRow::new(
             conn.last_insert_rowid(),
-            user_public_id,
+            login.user_public_id.clone(),
             login.appid.clone(),
             login.openid.clone(),
             login.unionid.clone(),
@@ -388,13 +390,12 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
         return Ok(LoginWritten::Banned(user));
     }
 
-    let public_id = random::ordered_id("s_");
     conn.prepare_cached(
         "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
          max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
     )?
     .execute(params![
-        public_id,
+        login.session_public_id,
         &login.secret_hash[..],
         user.id,
         login.now,
@@ -418,7 +419,7 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     ])?;
     let session = SessionRow {
         id: session_id,
-        public_id,
+        public_id: login.session_public_id.clone(),
         user_id: user.id,
         created_at: login.now,
         expires_at: login.expires_at,
