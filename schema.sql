@@ -2,7 +2,8 @@
 --
 -- Applied to a new database in one transaction; `PRAGMA user_version` records the
 -- version. Later versions add numbered migrations in src/db/migrations.rs instead of
--- editing this file's meaning for existing databases.
+-- editing this file's meaning for existing databases; the notes marked "v2" below say
+-- what they changed.
 --
 -- Times are Unix seconds (UTC). Secrets are never stored in the clear: sessions are
 -- found by the SHA-256 of their random id, and login codes by the SHA-256 of the code.
@@ -15,7 +16,7 @@ CREATE TABLE users (
     unionid       TEXT,
     nickname      TEXT,
     avatar_url    TEXT,
-    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender IN (0, 1, 2)),
+    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender IN (0, 1, 2)), -- v2: as = joined by OR
     country       TEXT,
     province      TEXT,
     city          TEXT,
@@ -41,7 +42,7 @@ CREATE TABLE sessions (
     max_expires_at INTEGER NOT NULL,             -- absolute: created_at + session_max_age
     last_seen_at   INTEGER NOT NULL,
     revoked_at     INTEGER,
-    revoked_reason TEXT CHECK (revoked_reason IN ('logout', 'admin', 'evicted'))
+    revoked_reason TEXT CHECK (revoked_reason IN ('logout', 'admin', 'evicted')) -- v2: as = joined by OR
 );
 
 CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
@@ -49,6 +50,8 @@ CREATE INDEX sessions_expiry ON sessions (expires_at);
 
 -- A wx.login code that led to a session, so that a retried request with the same code
 -- gets the same session back instead of WeChat's "code been used".
+-- v2: a rowid table (`id INTEGER PRIMARY KEY`, `code_hash` NOT NULL UNIQUE), so that the
+-- expiry index grows at its end.
 CREATE TABLE login_codes (
     code_hash   BLOB    PRIMARY KEY,             -- SHA-256 over appid and code
     session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,

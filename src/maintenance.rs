@@ -31,10 +31,8 @@ pub struct Purged {
 /// their absolute one) passed more than [`SESSION_GRACE`] before `now`. Revoked
 /// sessions go the same way: a revoked session is never refreshed again.
 pub async fn purge(db: &Db, now: UnixTime) -> Result<Purged, DbError> {
-    let login_codes = purge_in_batches(db, move |c| {
-        delete_batch(c, "login_codes", "code_hash", now)
-    })
-    .await?;
+    let login_codes =
+        purge_in_batches(db, move |c| delete_batch(c, "login_codes", "id", now)).await?;
     let cutoff = now.saturating_sub(secs(SESSION_GRACE));
     let sessions = purge_in_batches(db, move |c| delete_batch(c, "sessions", "id", cutoff)).await?;
     Ok(Purged {

@@ -168,6 +168,62 @@ async fn replaying_a_code_returns_the_same_session() {
     assert_eq!(error_of(response).await, (400, "invalid_code".to_owned()));
 }
 
+/// A database from the first release is brought up to date when the server starts:
+/// its sessions still answer, and a retried code still finds its session.
+#[tokio::test]
+async fn a_version_1_database_keeps_its_sessions_and_codes_across_the_upgrade() {
+    let mut server = TestServer::start().await;
+    let first = server.login_ok("code-before-the-upgrade").await;
+    let token = first["token"].as_str().unwrap().to_owned();
+    server.restart_after(rewrite_as_version_1).await;
+    let version: i64 = server
+        .db()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, wxauth::db::SCHEMA_VERSION);
+    let codes: i64 = server
+        .db()
+        .query_row("SELECT count(id) FROM login_codes", [], |r| r.get(0))
+        .expect("login_codes has a rowid");
+    assert_eq!(codes, 1);
+
+    let response = server.get("/v1/session", Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    let session: Value = response.json().await.unwrap();
+    assert_eq!(session["user"]["id"], first["user"]["id"], "{session}");
+    let again = server.login_ok("code-before-the-upgrade").await;
+    assert_eq!(again["token"], first["token"]);
+    assert_eq!(server.mock.code2session_calls(), 1);
+}
+
+/// Replaces the database in `data` by one made from `schema.sql` (version 1) holding the
+/// same rows, as a server of the first release would have left it.
+fn rewrite_as_version_1(data: &std::path::Path) {
+    let path = data.join(wxauth::datadir::DATABASE_FILE);
+    let old = data.join("version-1.db");
+    {
+        let v1 = rusqlite::Connection::open(&old).unwrap();
+        v1.execute_batch(include_str!("../schema.sql")).unwrap();
+        v1.pragma_update(None, "user_version", 1).unwrap();
+        v1.execute("ATTACH ?1 AS current", [path.to_str().unwrap()])
+            .unwrap();
+        v1.execute_batch(
+            "INSERT INTO main.users SELECT * FROM current.users;
+             INSERT INTO main.sessions SELECT * FROM current.sessions;
+             INSERT INTO main.session_keys SELECT * FROM current.session_keys;
+             INSERT INTO main.login_codes
+                 SELECT code_hash, session_id, sealed_sid, new_user, expires_at
+                 FROM current.login_codes;
+             DETACH current;",
+        )
+        .unwrap();
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::rename(&old, &path).unwrap();
+}
+
 #[tokio::test]
 async fn a_replayed_code_of_a_logged_out_session_is_refused() {
     let server = TestServer::start().await;

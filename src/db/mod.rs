@@ -4,6 +4,7 @@
 
 mod changes;
 mod checkpointer;
+mod migrations;
 mod queue;
 mod readers;
 mod writer;
@@ -16,15 +17,12 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use changes::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
 use checkpointer::Checkpointer;
+use migrations::MIGRATIONS;
 use readers::Readers;
 pub use writer::{BatchObserver, Writer};
 
 /// The schema of a new database.
 const SCHEMA: &str = include_str!("../../schema.sql");
-
-/// Migrations from each older version to the next, in order: `(version reached, SQL)`.
-/// Version 1 is `schema.sql` itself.
-const MIGRATIONS: &[(i64, &str)] = &[];
 
 /// The most memory the writer's page cache may use, in KiB.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
@@ -47,6 +45,8 @@ pub enum DbError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot bring the database to schema version {version}: {reason}")]
+    Migration { version: i64, reason: String },
     #[error("the write was not committed")]
     NotCommitted,
     #[error("the database writer has stopped")]
@@ -279,9 +279,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     if version == 0 {
         tx.execute_batch(SCHEMA)?;
     }
-    for (reached, sql) in MIGRATIONS {
+    for (reached, run) in MIGRATIONS {
         if version < *reached {
-            tx.execute_batch(sql)?;
+            run(&tx)?;
         }
     }
     if version != SCHEMA_VERSION {

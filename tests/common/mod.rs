@@ -176,9 +176,16 @@ impl TestServer {
     /// Stops the server and starts a new one on the same data directory, fake WeChat
     /// and clock (on a new port).
     pub async fn restart(&mut self) {
+        self.restart_after(|_| {}).await;
+    }
+
+    /// Like [`TestServer::restart`], running `between` on the data directory while no
+    /// server holds it.
+    pub async fn restart_after(&mut self, between: impl FnOnce(&std::path::Path)) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;
         }
+        between(&self.dir.path().join("data"));
         let app = App::start(self.config.clone(), Arc::new(self.clock.clone()))
             .await
             .unwrap();

@@ -1,0 +1,221 @@
+//! The steps that bring an older database to the current schema. Version 1 is
+//! `schema.sql` itself; each step here reaches the next version, and `migrate` runs those
+//! a database lacks inside one transaction.
+
+use rusqlite::Connection;
+
+use super::DbError;
+
+/// One step: the version it reaches, and what it does.
+pub(super) type Migration = (i64, fn(&Connection) -> Result<(), DbError>);
+
+/// Every step, in order.
+pub(super) const MIGRATIONS: &[Migration] = &[(2, v2_fewer_pages_per_login)];
+
+/// Version 2: a login writes fewer pages.
+///
+/// - `login_codes` gets a rowid. Its expiry index held `(expires_at, code_hash)` while the
+///   table was `WITHOUT ROWID`, so the codes of one second sat in random order across many
+///   pages and each login dirtied one of them; ordered by `(expires_at, rowid)` it grows
+///   at its end. The codes are copied over: a retried login keeps finding its session.
+/// - Two CHECK constraints lose their `IN` lists. SQLite tests an `IN` list of more than
+///   two values by building a temporary index, on every insert into `users` and
+///   `sessions`; comparisons joined by `OR` accept exactly the same values.
+fn v2_fewer_pages_per_login(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(
+        "CREATE TABLE login_codes_v2 (
+             id          INTEGER PRIMARY KEY,
+             code_hash   BLOB    NOT NULL UNIQUE,
+             session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+             sealed_sid  BLOB    NOT NULL,
+             new_user    INTEGER NOT NULL,
+             expires_at  INTEGER NOT NULL
+         );
+         INSERT INTO login_codes_v2 (code_hash, session_id, sealed_sid, new_user, expires_at)
+             SELECT code_hash, session_id, sealed_sid, new_user, expires_at
+             FROM login_codes ORDER BY expires_at;
+         DROP TABLE login_codes;
+         ALTER TABLE login_codes_v2 RENAME TO login_codes;
+         CREATE INDEX login_codes_expiry ON login_codes (expires_at);
+         CREATE INDEX login_codes_session ON login_codes (session_id);",
+    )?;
+    rewrite_table_sql(
+        conn,
+        2,
+        &[
+            (
+                "users",
+                "CHECK (gender IN (0, 1, 2))",
+                "CHECK (gender = 0 OR gender = 1 OR gender = 2)",
+            ),
+            (
+                "sessions",
+                "CHECK (revoked_reason IN ('logout', 'admin', 'evicted'))",
+                "CHECK (revoked_reason = 'logout' OR revoked_reason = 'admin' \
+                 OR revoked_reason = 'evicted')",
+            ),
+        ],
+    )
+}
+
+/// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that
+/// leave every stored row valid and its encoding unchanged, such as an equivalent CHECK
+/// constraint. This is SQLite's documented procedure for such changes: edit
+/// `sqlite_schema` with `writable_schema` on and raise the schema version, so that other
+/// connections read the schema again; `RESET` makes this one read it again too.
+fn rewrite_table_sql(
+    conn: &Connection,
+    version: i64,
+    edits: &[(&str, &str, &str)],
+) -> Result<(), DbError> {
+    for (table, from, _) in edits {
+        let found: bool = conn.query_row(
+            "SELECT count(*) = 1 FROM sqlite_schema \
+             WHERE type = 'table' AND name = ?1 AND instr(sql, ?2) > 0",
+            (table, from),
+            |r| r.get(0),
+        )?;
+        if !found {
+            return Err(DbError::Migration {
+                version,
+                reason: format!("the definition of table {table} does not contain {from}"),
+            });
+        }
+    }
+    let schema_version: i64 = conn.pragma_query_value(None, "schema_version", |r| r.get(0))?;
+    conn.pragma_update(None, "writable_schema", true)?;
+    for (table, from, to) in edits {
+        conn.execute(
+            "UPDATE sqlite_schema SET sql = replace(sql, ?2, ?3) \
+             WHERE type = 'table' AND name = ?1",
+            (table, from, to),
+        )?;
+    }
+    conn.pragma_update(None, "schema_version", schema_version + 1)?;
+    conn.pragma_update(None, "writable_schema", "RESET")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SCHEMA, SCHEMA_VERSION, migrate};
+    use super::*;
+
+    /// A database as version 1 left it, with a user, a session and its login code.
+    fn version_1(schema: &str) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn.execute_batch(schema).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, public_id, appid, openid, gender, created_at, updated_at)
+                 VALUES (1, 'u_1', 'wx1', 'o1', 2, 10, 10);
+             INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, expires_at,
+                 max_expires_at, last_seen_at) VALUES (7, 's_7', x'01', 1, 10, 20, 30, 10);
+             INSERT INTO login_codes VALUES (x'aa', 7, x'0102', 1, 300);
+             INSERT INTO login_codes VALUES (x'bb', 7, x'0304', 0, 200);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn version_1_keeps_its_rows_and_constraints() {
+        let mut conn = version_1(SCHEMA);
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+
+        let codes: Vec<String> = conn
+            .prepare(
+                "SELECT concat_ws('|', hex(code_hash), session_id, hex(sealed_sid), new_user, \
+                 expires_at) FROM login_codes ORDER BY code_hash",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(codes, ["AA|7|0102|1|300", "BB|7|0304|0|200"]);
+        let duplicate = conn.execute(
+            "INSERT INTO login_codes VALUES (NULL, x'aa', 7, x'00', 0, 1)",
+            [],
+        );
+        assert!(duplicate.is_err(), "a code is still stored once");
+
+        for (sql, allowed) in [
+            ("UPDATE users SET gender = 0", true),
+            ("UPDATE users SET gender = 3", false),
+            ("UPDATE users SET gender = 1.5", false),
+            ("UPDATE sessions SET revoked_reason = 'evicted'", true),
+            ("UPDATE sessions SET revoked_reason = 'expired'", false),
+            ("UPDATE sessions SET revoked_reason = NULL", true),
+        ] {
+            assert_eq!(conn.execute(sql, []).is_ok(), allowed, "{sql}");
+        }
+
+        conn.execute("DELETE FROM sessions WHERE id = 7", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM login_codes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "a session's login codes go with it");
+    }
+
+    /// SQLite builds a temporary index for an `IN` list of three or more values; the
+    /// connection that migrated must no longer do that when a login inserts its rows.
+    #[test]
+    fn login_inserts_build_no_temporary_index() {
+        let mut conn = version_1(SCHEMA);
+        migrate(&mut conn).unwrap();
+        for sql in [
+            "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
+             VALUES ('u_2', 'wx1', 'o2', 1, 1)",
+            "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
+             max_expires_at, last_seen_at) VALUES ('s_8', x'02', 1, 1, 2, 3, 1)",
+            "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
+             expires_at) VALUES (x'cc', 7, x'00', 0, 1)",
+        ] {
+            let ops: Vec<String> = conn
+                .prepare(&format!("EXPLAIN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(1))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{sql}: {ops:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unexpected_schema_is_refused_and_left_as_it_was() {
+        let edited = SCHEMA.replace("IN (0, 1, 2)", "BETWEEN 0 AND 2");
+        let mut conn = version_1(&edited);
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(err, DbError::Migration { version: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("table users"), "{err}");
+        assert_eq!(version(&conn), 1);
+        let kept: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'login_codes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(kept.contains("WITHOUT ROWID"), "{kept}");
+    }
+}
