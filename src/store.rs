@@ -406,17 +406,29 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     if !new_user {
         evict_beyond(conn, user.id, login.max_sessions, login.now)?;
     }
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
-         expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
+    // A plain insert needs no statement journal; OR REPLACE and upserts do, and that
+    // copied every page the insert touched. The code is new on all but a path WeChat
+    // does not take (accepting a code twice after its session ended), handled apart.
+    let code = params![
         &login.code_hash[..],
         session_id,
         login.sealed_sid,
         new_user,
         login.code_expires_at
-    ])?;
+    ];
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (code_hash) DO NOTHING",
+        )?
+        .execute(code)?;
+    if inserted == 0 {
+        conn.prepare_cached(
+            "UPDATE login_codes SET session_id = ?2, sealed_sid = ?3, new_user = ?4, \
+             expires_at = ?5 WHERE code_hash = ?1",
+        )?
+        .execute(code)?;
+    }
     let session = SessionRow {
         id: session_id,
         public_id: login.session_public_id.clone(),
@@ -596,6 +608,66 @@ pub fn update_profile(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn login(code_hash: u8, sealed: u8, now: UnixTime) -> NewLogin {
+        NewLogin {
+            user_public_id: format!("u_{now}"),
+            session_public_id: format!("s_{now}"),
+            appid: "wx1".into(),
+            openid: "o1".into(),
+            unionid: None,
+            secret_hash: [now as u8; 32],
+            code_hash: [code_hash; 32],
+            sealed_sid: vec![sealed; 16],
+            now,
+            expires_at: now + 100,
+            max_expires_at: now + 1000,
+            code_expires_at: now + 300,
+            max_sessions: 10,
+        }
+    }
+
+    fn recorded_code(conn: &Connection, code_hash: u8) -> (i64, Vec<u8>, bool, i64) {
+        conn.query_row(
+            "SELECT session_id, sealed_sid, new_user, expires_at FROM login_codes \
+             WHERE code_hash = ?1",
+            [&[code_hash; 32][..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    }
+
+    fn session_id(written: LoginWritten) -> i64 {
+        match written {
+            LoginWritten::Session { session, .. } => session.id,
+            LoginWritten::Banned(_) => panic!("not banned"),
+        }
+    }
+
+    /// WeChat refuses a used code, but should it accept one again after the code's
+    /// session ended, the code must lead to the new session.
+    #[test]
+    fn a_code_recorded_again_names_the_newer_session() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let first = session_id(record_login(&conn, &login(1, 0xa1, 10)).unwrap());
+        assert_eq!(recorded_code(&conn, 1), (first, vec![0xa1; 16], true, 310));
+        let second = session_id(record_login(&conn, &login(1, 0xb2, 20)).unwrap());
+        assert_ne!(first, second);
+        assert_eq!(
+            recorded_code(&conn, 1),
+            (second, vec![0xb2; 16], false, 320)
+        );
+        let other = session_id(record_login(&conn, &login(2, 0xc3, 30)).unwrap());
+        assert_eq!(recorded_code(&conn, 2), (other, vec![0xc3; 16], false, 330));
+        assert_eq!(
+            recorded_code(&conn, 1).0,
+            second,
+            "another code leaves it alone"
+        );
+    }
+
     #[test]
     fn both_spellings_of_the_session_columns_agree() {
         assert_eq!(
