@@ -35,7 +35,9 @@ CREATE INDEX users_app_created ON users (appid, created_at);
 CREATE TABLE sessions (
     id             INTEGER PRIMARY KEY,          -- internal; also the eviction order
     public_id      TEXT    NOT NULL UNIQUE,      -- shown to clients, admins and backends
-    secret_hash    BLOB    NOT NULL UNIQUE,      -- SHA-256 of the random id inside the token
+    secret_hash    BLOB    NOT NULL UNIQUE,      -- SHA-256 of the random id inside the token,
+                                                 -- led by the id's 6-byte creation time when
+                                                 -- the token starts `v2.`
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,             -- sliding: moves forward on refresh

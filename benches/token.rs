@@ -15,7 +15,7 @@ fn keyring() -> Keyring {
 
 fn tokens(c: &mut Criterion) {
     let ring = keyring();
-    let secret = SessionSecret::from_bytes([7; 16]);
+    let secret = SessionSecret::from_bytes(&[7; 22]).unwrap();
     let token = ring.sign(&secret);
     let mut forged = token.clone().into_bytes();
     let last = forged.len() - 2;
@@ -31,6 +31,7 @@ fn tokens(c: &mut Criterion) {
         b.iter(|| ring.verify(black_box(&forged)).expect_err("forged"))
     });
     group.bench_function("secret_hash", |b| b.iter(|| black_box(&secret).hash()));
+    group.bench_function("lookup_key", |b| b.iter(|| black_box(&secret).lookup_key()));
     group.finish();
 }
 

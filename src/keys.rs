@@ -233,10 +233,7 @@ mod tests {
         );
         let again = KeyFile::load_or_create(&path, 2000).unwrap();
         assert_eq!(first.active, again.active);
-        let token = first
-            .keyring()
-            .unwrap()
-            .sign(&SessionSecret::from_bytes([3; 16]));
+        let token = first.keyring().unwrap().sign(&SessionSecret::generate());
         assert!(again.keyring().unwrap().verify(&token).is_ok());
     }
 
@@ -244,10 +241,7 @@ mod tests {
     fn rotation_keeps_old_tokens_and_retirement_ends_them() {
         let mut file = KeyFile::generate(0);
         let old_kid = file.active.clone();
-        let old_token = file
-            .keyring()
-            .unwrap()
-            .sign(&SessionSecret::from_bytes([1; 16]));
+        let old_token = file.keyring().unwrap().sign(&SessionSecret::generate());
         let new_kid = file.rotate(10).kid.clone();
         assert_ne!(old_kid, new_kid);
         let ring = file.keyring().unwrap();

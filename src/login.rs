@@ -18,7 +18,7 @@ use crate::random;
 use crate::session_keys;
 use crate::sessions::{self, banned};
 use crate::store::{self, LoginWritten, NewLogin, SessionRow, UserRow};
-use crate::token::{SESSION_SECRET_LEN, SessionSecret};
+use crate::token::SessionSecret;
 
 /// How long WeChat keeps a `wx.login` code valid, and so how long a replay is honoured.
 pub const CODE_LIFETIME_SECS: i64 = 300;
@@ -121,9 +121,9 @@ async fn fresh_login(
         appid: app.appid.clone(),
         openid: wx.openid,
         unionid: wx.unionid,
-        secret_hash: secret.hash(),
+        secret_hash: secret.lookup_key(),
         code_hash: key,
-        sealed_sid: seal(&app.appid, code, secret.as_bytes()).to_vec(),
+        sealed_sid: seal(&app.appid, code, secret.as_bytes()),
         now,
         expires_at: sessions::sliding_expiry(now, ttl, max_expires_at),
         max_expires_at,
@@ -187,12 +187,8 @@ async fn replay(
     if user.is_banned(now) {
         return Err(banned(&user));
     }
-    let sealed: [u8; SESSION_SECRET_LEN] = row
-        .sealed_sid
-        .as_slice()
-        .try_into()
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
-    let secret = SessionSecret::from_bytes(seal(appid, code, &sealed));
+    let secret = SessionSecret::from_bytes(&seal(appid, code, &row.sealed_sid))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
     tracing::info!(user = %user.public_id, session = %session.public_id, "login replayed");
     Ok(Some(LoginOutcome {
         token: state.keyring().sign(&secret),
@@ -210,13 +206,11 @@ pub fn code_hash(appid: &str, code: &str) -> [u8; 32] {
 /// Masks (and unmasks) a session secret with a pad derived from the code, so the stored
 /// record reveals the secret only to someone who holds the code itself. Each code is
 /// used once, so each pad is too.
-fn seal(appid: &str, code: &str, bytes: &[u8; SESSION_SECRET_LEN]) -> [u8; SESSION_SECRET_LEN] {
+/// Secrets are shorter than the 32-byte pad; the bytes beyond it would pass unmasked.
+fn seal(appid: &str, code: &str, bytes: &[u8]) -> Vec<u8> {
     let pad = tagged_hash(b"wxauth/login-code/seal", appid, code);
-    let mut out = *bytes;
-    for (b, p) in out.iter_mut().zip(pad) {
-        *b ^= p;
-    }
-    out
+    debug_assert!(bytes.len() <= pad.len());
+    bytes.iter().zip(pad).map(|(b, p)| b ^ p).collect()
 }
 
 fn tagged_hash(tag: &[u8], appid: &str, code: &str) -> [u8; 32] {
@@ -246,8 +240,9 @@ mod tests {
 
     #[test]
     fn sealing_round_trips_and_depends_on_the_code() {
-        let secret = [9u8; SESSION_SECRET_LEN];
+        let secret = [9u8; 22];
         let sealed = seal("wx1", "code-a", &secret);
+        assert_eq!(sealed.len(), secret.len());
         assert_ne!(sealed, secret);
         assert_eq!(seal("wx1", "code-a", &sealed), secret);
         assert_ne!(seal("wx1", "code-b", &sealed), secret);

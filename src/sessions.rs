@@ -117,7 +117,7 @@ pub async fn authenticate_token(
         session,
         user,
         rendered,
-    } = find_session(state, secret.hash()).await?;
+    } = find_session(state, &secret).await?;
     let now = state.clock.now();
     check_live(&session, now)?;
     if user.is_banned(now) {
@@ -137,16 +137,18 @@ pub async fn authenticate_token(
     })
 }
 
-/// The session whose secret hashes to `hash`, with its user: the cached copy while the
-/// database holds the same, else read (and cached).
-async fn find_session(state: &AppState, hash: [u8; 32]) -> Result<Found, ApiError> {
+/// The session `secret` names, with its user: the cached copy while the database holds
+/// the same, else read (and cached).
+async fn find_session(state: &AppState, secret: &SessionSecret) -> Result<Found, ApiError> {
+    let hash = secret.hash();
     if let Some(found) = state.session_cache.get(&hash) {
         return Ok(found);
     }
     let ticket = state.session_cache.ticket();
+    let key = secret.lookup_key();
     // Boxed so that the trip's state, needed only on a miss, does not enlarge the
     // future of every authenticated request.
-    let found = Box::pin(state.db.read(move |c| store::session_by_secret(c, &hash))).await?;
+    let found = Box::pin(state.db.read(move |c| store::session_by_secret(c, &key))).await?;
     let Some((session, user)) = found else {
         return Err(ApiError::new(
             ErrorCode::InvalidToken,

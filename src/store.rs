@@ -172,15 +172,16 @@ fn one_session_and_user(
         .optional()?)
 }
 
-/// The session stored under `secret_hash`, with its user.
+/// The session stored under `lookup_key` (a token secret's
+/// [`crate::token::SessionSecret::lookup_key`]), with its user.
 pub fn session_by_secret(
     conn: &Connection,
-    secret_hash: &[u8; 32],
+    lookup_key: &[u8],
 ) -> Result<Option<(SessionRow, UserRow)>, DbError> {
     one_session_and_user(
         conn,
         session_and_user_where!("s.secret_hash = ?1"),
-        &secret_hash[..],
+        lookup_key,
     )
 }
 
@@ -320,7 +321,8 @@ pub struct NewLogin {
     pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
-    pub secret_hash: [u8; 32],
+    /// The session secret's [`crate::token::SessionSecret::lookup_key`].
+    pub secret_hash: Vec<u8>,
     pub code_hash: [u8; 32],
     pub sealed_sid: Vec<u8>,
     pub now: UnixTime,
@@ -617,7 +619,7 @@ mod tests {
             appid: "wx1".into(),
             openid: "o1".into(),
             unionid: None,
-            secret_hash: [now as u8; 32],
+            secret_hash: vec![now as u8; 38],
             code_hash: [code_hash; 32],
             sealed_sid: vec![sealed; 16],
             now,

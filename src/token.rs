@@ -1,5 +1,7 @@
-//! The session token: `v1.<kid>.<sid>.<mac>`, where `sid` is a random 128-bit session
-//! secret and `mac` is HMAC-SHA256 over everything before it, keyed by signing key `kid`.
+//! The session token: `v2.<kid>.<sid>.<mac>`, where `sid` names a session and `mac` is
+//! HMAC-SHA256 over everything before it, keyed by signing key `kid`. A `v2` sid is the
+//! session's creation time (Unix milliseconds, 6 bytes) followed by 16 random bytes;
+//! tokens of the first format, `v1`, carry 16 random bytes alone and stay valid.
 //! The token carries nothing personal; the database decides whether its session lives.
 //! A forged or garbled token is rejected here, before any database work.
 
@@ -11,39 +13,84 @@ use ring::{digest, hmac};
 
 use crate::random;
 
-const VERSION: &str = "v1";
 /// Bytes of randomness in a session secret.
-pub const SESSION_SECRET_LEN: usize = 16;
+const RANDOM_LEN: usize = 16;
+/// Bytes of creation time that lead a `v2` secret.
+const TIME_LEN: usize = 6;
+/// The length of a `v1` secret.
+const V1_LEN: usize = RANDOM_LEN;
+/// The length of a `v2` secret.
+const V2_LEN: usize = TIME_LEN + RANDOM_LEN;
 const MAC_LEN: usize = 32;
 /// The longest token this codec produces or accepts.
 pub const MAX_TOKEN_LEN: usize = 200;
 
-/// The random secret inside a token that names a session. Only its SHA-256 is stored.
+/// The secret inside a token that names a session. The database holds only its
+/// [`SessionSecret::lookup_key`], from which the secret cannot be recovered.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionSecret([u8; SESSION_SECRET_LEN]);
+pub enum SessionSecret {
+    /// The first format: 16 random bytes.
+    V1([u8; V1_LEN]),
+    /// The creation time in Unix milliseconds (big-endian, 6 bytes), then 16 random
+    /// bytes.
+    V2([u8; V2_LEN]),
+}
 
 impl SessionSecret {
-    /// A fresh random secret.
+    /// A fresh secret, in the current format.
     pub fn generate() -> SessionSecret {
-        SessionSecret(random::bytes())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut bytes = [0u8; V2_LEN];
+        bytes[..TIME_LEN].copy_from_slice(&millis.to_be_bytes()[8 - TIME_LEN..]);
+        bytes[TIME_LEN..].copy_from_slice(&random::bytes::<RANDOM_LEN>());
+        SessionSecret::V2(bytes)
     }
 
-    /// Rebuilds a secret from its raw bytes.
-    pub fn from_bytes(bytes: [u8; SESSION_SECRET_LEN]) -> SessionSecret {
-        SessionSecret(bytes)
+    /// Rebuilds a secret from its raw bytes; their length tells the format.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SessionSecret> {
+        if let Ok(v1) = bytes.try_into() {
+            Some(SessionSecret::V1(v1))
+        } else {
+            bytes.try_into().ok().map(SessionSecret::V2)
+        }
     }
 
     /// The raw bytes, for sealing into a login-code record.
-    pub fn as_bytes(&self) -> &[u8; SESSION_SECRET_LEN] {
-        &self.0
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            SessionSecret::V1(bytes) => bytes,
+            SessionSecret::V2(bytes) => bytes,
+        }
     }
 
-    /// The SHA-256 under which the session is stored.
+    /// The SHA-256 of the secret: the key of the server's copy of its session.
     pub fn hash(&self) -> [u8; 32] {
-        let d = digest::digest(&digest::SHA256, &self.0);
+        let d = digest::digest(&digest::SHA256, self.as_bytes());
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
         out
+    }
+
+    /// What `sessions.secret_hash` holds for this secret: its SHA-256, led for a `v2`
+    /// secret by the creation time. Sessions created one after another then sit at the
+    /// end of the index, not at random places in it, so that a burst of logins writes a
+    /// page or two of it instead of a page each. The time is no secret: the session's
+    /// row holds it as `created_at`.
+    pub fn lookup_key(&self) -> Vec<u8> {
+        let hash = self.hash();
+        match self {
+            SessionSecret::V1(_) => hash.to_vec(),
+            SessionSecret::V2(bytes) => [&bytes[..TIME_LEN], &hash[..]].concat(),
+        }
+    }
+
+    fn version(&self) -> &'static str {
+        match self {
+            SessionSecret::V1(_) => "v1",
+            SessionSecret::V2(_) => "v2",
+        }
     }
 }
 
@@ -57,7 +104,7 @@ impl fmt::Debug for SessionSecret {
 /// logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("the token is not in the v1 format")]
+    #[error("the token is not in the v1 or v2 format")]
     Malformed,
     #[error("the token names a signing key that is not known")]
     UnknownKey,
@@ -127,14 +174,14 @@ impl Keyring {
         &self.active
     }
 
-    /// Signs a token for a session with the active key.
+    /// Signs a token for a session with the active key, in the secret's format.
     pub fn sign(&self, secret: &SessionSecret) -> String {
         let mut token = String::with_capacity(100);
-        token.push_str(VERSION);
+        token.push_str(secret.version());
         token.push('.');
         token.push_str(&self.active);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(secret.0, &mut token);
+        URL_SAFE_NO_PAD.encode_string(secret.as_bytes(), &mut token);
         let tag = hmac::sign(
             self.key(&self.active)
                 .expect("the active key is in the ring"),
@@ -153,7 +200,7 @@ impl Keyring {
         }
         let (signed, mac) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let mut parts = signed.split('.');
-        let (Some(VERSION), Some(kid), Some(sid), None) =
+        let (Some(version), Some(kid), Some(sid), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
@@ -161,13 +208,24 @@ impl Keyring {
         if !is_valid_kid(kid) {
             return Err(TokenError::Malformed);
         }
-        let mut secret = [0u8; SESSION_SECRET_LEN];
-        decode_exact(sid, &mut secret)?;
+        let secret = match version {
+            "v2" => {
+                let mut bytes = [0u8; V2_LEN];
+                decode_exact(sid, &mut bytes)?;
+                SessionSecret::V2(bytes)
+            }
+            "v1" => {
+                let mut bytes = [0u8; V1_LEN];
+                decode_exact(sid, &mut bytes)?;
+                SessionSecret::V1(bytes)
+            }
+            _ => return Err(TokenError::Malformed),
+        };
         let mut tag = [0u8; MAC_LEN];
         decode_exact(mac, &mut tag)?;
         let key = self.key(kid).ok_or(TokenError::UnknownKey)?;
         hmac::verify(key, signed.as_bytes(), &tag).map_err(|_| TokenError::BadSignature)?;
-        Ok(SessionSecret(secret))
+        Ok(secret)
     }
 }
 
@@ -202,7 +260,7 @@ mod tests {
         let ring = keyring();
         let secret = SessionSecret::generate();
         let token = ring.sign(&secret);
-        assert!(token.starts_with("v1.k2."), "{token}");
+        assert!(token.starts_with("v2.k2."), "{token}");
         assert!(token.len() <= MAX_TOKEN_LEN);
         assert!(
             token
@@ -210,27 +268,55 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         );
         assert_eq!(ring.verify(&token).unwrap(), secret);
+        let v1 = SessionSecret::from_bytes(&[4; 16]).unwrap();
+        assert_eq!(ring.verify(&ring.sign(&v1)).unwrap(), v1);
     }
 
     #[test]
-    fn a_known_vector_verifies() {
-        // Signed once with key k1 = "first key bytes" and an all-0x01 secret; pins the format.
+    fn known_vectors_verify() {
+        // Signed once with key k1 = "first key bytes"; they pin both formats.
         let ring = keyring();
-        let secret = SessionSecret::from_bytes([1; 16]);
         let k1 = Keyring::new("k1", [("k1", b"first key bytes".as_slice())]).unwrap();
-        let token = k1.sign(&secret);
-        assert_eq!(ring.verify(&token).unwrap(), secret);
-        let expected_mac = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, b"first key bytes"),
-            b"v1.k1.AQEBAQEBAQEBAQEBAQEBAQ",
+        let key = hmac::Key::new(hmac::HMAC_SHA256, b"first key bytes");
+        for (bytes, signed) in [
+            (vec![1u8; 16], "v1.k1.AQEBAQEBAQEBAQEBAQEBAQ"),
+            (vec![2u8; 22], "v2.k1.AgICAgICAgICAgICAgICAgICAgICAg"),
+        ] {
+            let secret = SessionSecret::from_bytes(&bytes).unwrap();
+            let token = k1.sign(&secret);
+            let mac = hmac::sign(&key, signed.as_bytes());
+            assert_eq!(
+                token,
+                format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()))
+            );
+            assert_eq!(ring.verify(&token).unwrap(), secret);
+        }
+        assert!(SessionSecret::from_bytes(&[0; 20]).is_none());
+    }
+
+    #[test]
+    fn lookup_keys_are_hashes_led_by_the_creation_time() {
+        let v1 = SessionSecret::from_bytes(&[1; 16]).unwrap();
+        assert_eq!(v1.lookup_key(), v1.hash());
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let first = SessionSecret::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = SessionSecret::generate();
+        let key = first.lookup_key();
+        assert_eq!(key.len(), 38);
+        assert_eq!(key[6..], first.hash());
+        let mut millis = [0u8; 8];
+        millis[2..].copy_from_slice(&key[..6]);
+        let millis = u64::from_be_bytes(millis);
+        assert!((before..before + 1000).contains(&millis), "{millis}");
+        assert!(
+            key < second.lookup_key(),
+            "later sessions sort after earlier ones"
         );
-        assert_eq!(
-            token,
-            format!(
-                "v1.k1.AQEBAQEBAQEBAQEBAQEBAQ.{}",
-                URL_SAFE_NO_PAD.encode(expected_mac.as_ref())
-            )
-        );
+        assert_ne!(first.as_bytes()[6..], second.as_bytes()[6..]);
     }
 
     #[test]
@@ -266,7 +352,8 @@ mod tests {
             "v1".into(),
             "v1.k2".into(),
             format!("{good}.extra"),
-            good.replacen("v1", "v2", 1),
+            good.replacen("v2", "v1", 1),
+            good.replacen("v2", "v3", 1),
             format!(" {good}"),
             good[..good.len() - 1].to_owned(),
             "x".repeat(MAX_TOKEN_LEN + 1),
@@ -277,7 +364,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let secret = SessionSecret::from_bytes([7; 16]);
+        let secret = SessionSecret::generate();
         assert_eq!(format!("{secret:?}"), "SessionSecret(<redacted>)");
         assert!(!format!("{:?}", keyring()).contains("second key"));
     }

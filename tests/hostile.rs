@@ -34,7 +34,7 @@ proptest! {
         cut in any::<Option<usize>>(),
     ) {
         let ring = keyring();
-        let original = ring.sign(&SessionSecret::from_bytes([9; 16]));
+        let original = ring.sign(&SessionSecret::from_bytes(&[9; 22]).unwrap());
         let mut bytes = original.clone().into_bytes();
         for (at, byte) in edits {
             let at = at % bytes.len();

@@ -121,6 +121,56 @@ async fn a_token_signed_with_an_unknown_key_is_invalid() {
     assert_eq!(session_status(&server, &unknown).await, invalid());
 }
 
+/// Sessions made before the `v2` format keep working: stored under the SHA-256 of a
+/// 16-byte id, named by a `v1` token, refreshed into another `v1` token.
+#[tokio::test]
+async fn a_first_format_token_keeps_its_session() {
+    let server = TestServer::start().await;
+    let v2 = server.token("dev:iris").await;
+    assert!(v2.starts_with("v2."), "{v2}");
+    let secret = SessionSecret::from_bytes(&[5; 16]).unwrap();
+    server
+        .db_rw()
+        .execute(
+            "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
+             max_expires_at, last_seen_at) \
+             SELECT 's_first_format', ?1, user_id, created_at, expires_at, max_expires_at, \
+             last_seen_at FROM sessions",
+            [&secret.hash()[..]],
+        )
+        .unwrap();
+    let keys =
+        wxauth::keys::KeyFile::load_or_create(&server.dir.path().join("data").join("keys.json"), 0)
+            .unwrap();
+    let v1 = keys.keyring().unwrap().sign(&secret);
+    assert!(v1.starts_with("v1."), "{v1}");
+    let body: Value = server
+        .get("/v1/session", Some(&v1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["session"]["id"], "s_first_format", "{body}");
+
+    let refreshed: Value = server
+        .post_json("/v1/session/refresh", &json!({}), Some(&v1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again = refreshed["token"].as_str().unwrap();
+    assert!(again.starts_with("v1."), "{refreshed}");
+    assert_eq!(session_status(&server, again).await.0, 200);
+    let response = server.post_json("/v1/logout", &json!({}), Some(&v1)).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(session_status(&server, &v1).await, revoked());
+    assert_eq!(
+        session_status(&server, &v2).await.0,
+        200,
+        "the v2 session is apart"
+    );
+}
+
 #[tokio::test]
 async fn a_session_expires_after_the_ttl() {
     let server = TestServer::start().await;

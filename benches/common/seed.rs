@@ -3,7 +3,7 @@
 //! `bench_seed` example and the session-lookup micro-benchmark.
 
 use rusqlite::{Connection, params};
-use wxauth::token::{SESSION_SECRET_LEN, SessionSecret};
+use wxauth::token::SessionSecret;
 
 /// Rows written per transaction.
 const BATCH: u64 = 50_000;
@@ -94,13 +94,16 @@ pub fn seed(
                     &openid[..28],
                     created
                 ])?;
-                let mut raw = [0u8; SESSION_SECRET_LEN];
-                rng.fill(&mut raw);
-                let secret = SessionSecret::from_bytes(raw);
+                // A current (v2) secret: the creation time in milliseconds, then 16
+                // random bytes.
+                let mut raw = [0u8; 22];
+                raw[..6].copy_from_slice(&(now as u64 * 1000).to_be_bytes()[2..]);
+                rng.fill(&mut raw[6..]);
+                let secret = SessionSecret::from_bytes(&raw).expect("a v2 secret");
                 add_session.execute(params![
                     id,
                     rng.hex_id::<12>("s_"),
-                    &secret.hash()[..],
+                    secret.lookup_key(),
                     now,
                     now + 7 * 86_400,
                     now + 90 * 86_400

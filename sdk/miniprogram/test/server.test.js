@@ -57,7 +57,7 @@ test('login, profile, avatar, phone, logout and a login again', { skip }, async 
   assert.equal(newUser, true);
   assert.equal(user.appid, 'wxdevelopment0000');
   const stored = JSON.parse(wx.storage.get('wxauth'));
-  assert.match(stored.token, /^v1\./);
+  assert.match(stored.token, /^v2\./);
 
   const me = await sdk.getUser();
   assert.equal(me.id, user.id);
