@@ -24,6 +24,7 @@ use crate::login::InFlight;
 use crate::metrics::Metrics;
 use crate::mock_wechat::MockWeChat;
 use crate::ratelimit::RateLimiter;
+use crate::recent_codes::RecentCodes;
 use crate::server::{self, ConnectionLimits};
 use crate::session_cache::SessionCache;
 use crate::store::UserRow;
@@ -78,6 +79,9 @@ pub struct AppState {
     pub profile_limiter: Option<RateLimiter>,
     /// Sessions recently authenticated, with their users.
     pub session_cache: SessionCache,
+    /// Login codes recorded in the last five minutes, so that a new code skips the
+    /// database read for an earlier login with it.
+    pub recent_codes: RecentCodes,
     keyring: RwLock<Arc<Keyring>>,
 }
 
@@ -162,6 +166,11 @@ impl App {
         let db = tokio::task::spawn_blocking(move || Db::open_observed(&db_path, on_batch))
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
+        let now = clock.now();
+        let known = db
+            .read(move |c| crate::store::live_login_codes(c, now))
+            .await?;
+        let recent_codes = RecentCodes::new(now, &known);
         let wechat = WeChatClient::new(
             &config.wechat_api,
             config.wechat_connect_timeout,
@@ -205,6 +214,7 @@ impl App {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
             profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
             session_cache: SessionCache::new(Arc::clone(db.changes())),
+            recent_codes,
             config,
             db,
             wechat,

@@ -27,6 +27,7 @@ pub mod phone;
 pub mod profile;
 pub mod random;
 pub mod ratelimit;
+pub mod recent_codes;
 pub mod sealed;
 pub mod secret;
 pub mod server;

@@ -150,6 +150,9 @@ async fn fresh_login(
             user,
             new_user,
         } => {
+            // Before the answer, and before a retry with this code stops waiting for
+            // this login and looks for its record instead.
+            state.recent_codes.note(&key, now);
             tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
             Ok(LoginOutcome {
                 token: state.keyring().sign(&secret),
@@ -169,6 +172,9 @@ async fn replay(
     key: [u8; 32],
 ) -> Result<Option<LoginOutcome>, ApiError> {
     let now = state.clock.now();
+    if !state.recent_codes.may_hold(&key, now) {
+        return Ok(None);
+    }
     let found = state
         .db
         .read(move |c| {

@@ -311,6 +311,15 @@ pub fn login_code(
         .optional()?)
 }
 
+/// The hashes of the login codes that have not expired at `now`.
+pub fn live_login_codes(conn: &Connection, now: UnixTime) -> Result<Vec<[u8; 32]>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT code_hash FROM login_codes WHERE expires_at > ?1 AND length(code_hash) = 32",
+    )?;
+    let hashes = stmt.query_map([now], |r| r.get::<_, [u8; 32]>(0))?;
+    Ok(hashes.collect::<Result<_, _>>()?)
+}
+
 /// Everything a successful WeChat login writes.
 #[derive(Debug)]
 pub struct NewLogin {

@@ -168,6 +168,18 @@ async fn replaying_a_code_returns_the_same_session() {
     assert_eq!(error_of(response).await, (400, "invalid_code".to_owned()));
 }
 
+/// The server remembers which codes it recorded, to skip the database for new ones; a
+/// restarted server learns them from the database.
+#[tokio::test]
+async fn a_code_is_replayed_after_a_restart() {
+    let mut server = TestServer::start().await;
+    let first = server.login_ok("code-across-a-restart").await;
+    server.restart().await;
+    let again = server.login_ok("code-across-a-restart").await;
+    assert_eq!(again["token"], first["token"]);
+    assert_eq!(server.mock.code2session_calls(), 1);
+}
+
 /// A database from the first release is brought up to date when the server starts:
 /// its sessions still answer, and a retried code still finds its session.
 #[tokio::test]
