@@ -211,8 +211,7 @@ pub fn code_hash(appid: &str, code: &str) -> [u8; 32] {
 
 /// Masks (and unmasks) a session secret with a pad derived from the code, so the stored
 /// record reveals the secret only to someone who holds the code itself. Each code is
-/// used once, so each pad is too.
-/// Secrets are shorter than the 32-byte pad; the bytes beyond it would pass unmasked.
+/// used once, so each pad is too. A secret is shorter than the 32-byte pad.
 fn seal(appid: &str, code: &str, bytes: &[u8]) -> Vec<u8> {
     let pad = tagged_hash(b"wxauth/login-code/seal", appid, code);
     debug_assert!(bytes.len() <= pad.len());
