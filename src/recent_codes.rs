@@ -3,7 +3,7 @@
 //! that looks for an earlier login with the code (a retried request), which a login
 //! otherwise paid for on a reader thread.
 //!
-//! Two Bloom filters, one per five-minute generation: a code is added to the current one
+//! Bloom filters in two generations of five minutes: a code is added to the current one
 //! when its login is recorded (and, at start, for every live code in the database), and
 //! stays findable until the current generation has become the previous one and been
 //! dropped, five minutes at the very least. The filters never miss a code added to them,
