@@ -167,10 +167,13 @@ impl App {
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
         let now = clock.now();
-        let known = db
-            .read(move |c| crate::store::live_login_codes(c, now))
+        let recent_codes = db
+            .read(move |c| {
+                let recent = RecentCodes::new(now);
+                crate::store::each_live_login_code(c, now, |code| recent.note(code, now))?;
+                Ok(recent)
+            })
             .await?;
-        let recent_codes = RecentCodes::new(now, &known);
         let wechat = WeChatClient::new(
             &config.wechat_api,
             config.wechat_connect_timeout,

@@ -311,13 +311,21 @@ pub fn login_code(
         .optional()?)
 }
 
-/// The hashes of the login codes that have not expired at `now`.
-pub fn live_login_codes(conn: &Connection, now: UnixTime) -> Result<Vec<[u8; 32]>, DbError> {
+/// Calls `each` with the hash of every login code that has not expired at `now`, one
+/// row at a time: after a busy five minutes there can be millions.
+pub fn each_live_login_code(
+    conn: &Connection,
+    now: UnixTime,
+    mut each: impl FnMut(&[u8; 32]),
+) -> Result<(), DbError> {
     let mut stmt = conn.prepare(
         "SELECT code_hash FROM login_codes WHERE expires_at > ?1 AND length(code_hash) = 32",
     )?;
-    let hashes = stmt.query_map([now], |r| r.get::<_, [u8; 32]>(0))?;
-    Ok(hashes.collect::<Result<_, _>>()?)
+    let mut rows = stmt.query([now])?;
+    while let Some(row) = rows.next()? {
+        each(&row.get::<_, [u8; 32]>(0)?);
+    }
+    Ok(())
 }
 
 /// Everything a successful WeChat login writes.
