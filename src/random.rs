@@ -23,13 +23,21 @@ pub fn public_id(prefix: &str) -> String {
 /// random id costs a page write per login in every such index. The time it reveals is
 /// the row's `created_at`, which its owner sees anyway.
 pub fn ordered_id(prefix: &str) -> String {
+    let mut raw = [0u8; 12];
+    raw[..6].copy_from_slice(&time_prefix());
+    raw[6..].copy_from_slice(&bytes::<6>());
+    hex_id(prefix, &raw)
+}
+
+/// The current Unix time in milliseconds as 6 big-endian bytes: the head of values that
+/// should sort by when they were made (ordered ids, session secrets).
+pub fn time_prefix() -> [u8; 6] {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut raw = [0u8; 12];
-    raw[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    raw[6..].copy_from_slice(&bytes::<6>());
-    hex_id(prefix, &raw)
+    let mut prefix = [0u8; 6];
+    prefix.copy_from_slice(&millis.to_be_bytes()[2..]);
+    prefix
 }
 
 fn hex_id(prefix: &str, raw: &[u8; 12]) -> String {

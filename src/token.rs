@@ -39,11 +39,8 @@ pub enum SessionSecret {
 impl SessionSecret {
     /// A fresh secret, in the current format.
     pub fn generate() -> SessionSecret {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let mut bytes = [0u8; V2_LEN];
-        bytes[..TIME_LEN].copy_from_slice(&millis.to_be_bytes()[8 - TIME_LEN..]);
+        bytes[..TIME_LEN].copy_from_slice(&random::time_prefix());
         bytes[TIME_LEN..].copy_from_slice(&random::bytes::<RANDOM_LEN>());
         SessionSecret::V2(bytes)
     }
