@@ -18,10 +18,15 @@ use super::{DbError, open_connection};
 /// The writer's own automatic checkpoint threshold, in pages. While commits follow one
 /// another without a pause, a checkpoint beside them never quite catches up with the
 /// log's end, and SQLite starts the log over only once a checkpoint has; the writer then
-/// checkpoints the little that is left itself, at this size (64 MiB of 4 KiB pages).
-/// Readers search only the part of the log not yet copied, so its size costs them
-/// nothing; a lower threshold cost logins about a sixth of their throughput.
-pub const WRITER_AUTOCHECKPOINT: u32 = 16384;
+/// checkpoints the little that is left itself, at this size (256 MiB of 4 KiB pages).
+/// Little is left, but the sync of the database file that ends this checkpoint writes
+/// those pages at random places and holds every write waiting behind it: at 64 MiB,
+/// which under a sustained login load meant four times a second, it cost logins about
+/// a fifteenth of their throughput. Readers search only the part of the log not yet
+/// copied, so its size costs them nothing, and the log reaches this size only under
+/// such a load: with pauses between commits, the checkpoint catches up and the log
+/// starts over long before.
+pub const WRITER_AUTOCHECKPOINT: u32 = 65536;
 
 /// The least time between two checkpoints: pages that many commits touch (the ends of
 /// the indexes) are then copied once for all of them, not once per commit.
