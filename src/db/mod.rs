@@ -7,6 +7,7 @@ mod checkpointer;
 mod migrations;
 mod queue;
 mod readers;
+mod wal_vfs;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ impl Db {
     /// Like [`Db::open`], calling `on_batch` with the size of every committed batch.
     pub fn open_observed(path: &Path, on_batch: BatchObserver) -> Result<Arc<Db>, DbError> {
         create_private(path)?;
-        let mut conn = open_connection(path, false)?;
+        let mut conn = open_writer_connection(path)?;
         migrate(&mut conn)?;
         conn.pragma_update(
             None,
@@ -240,6 +241,21 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn, read_only)?;
+    Ok(conn)
+}
+
+/// Opens the writer's connection, on the VFS that gathers each commit's writes to the
+/// log into a few system calls (see [`wal_vfs`]).
+fn open_writer_connection(path: &Path) -> Result<Connection, DbError> {
+    wal_vfs::register();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags_and_vfs(path, flags, wal_vfs::NAME)?;
+    configure(&conn, false)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, read_only: bool) -> Result<(), DbError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     // SQLite may let a plan depend on a bound value (it does for the session lookup's
@@ -259,7 +275,7 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     // journal is a temporary file unless temporary storage lives in memory: a write
     // system call per page the write touched.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(conn)
+    Ok(())
 }
 
 /// Runs one statement without parameters from the connection's statement cache: the
