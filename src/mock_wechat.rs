@@ -9,7 +9,8 @@
 //! - `fail:<errcode>`: answers that WeChat errcode, e.g. `fail:40029`.
 //! - `busy:<n>:<code>`: answers -1 (system busy) the first `n` times, then as `<code>`.
 //! - `slow:<ms>:<code>`: waits `<ms>` milliseconds, then answers as `<code>`.
-//! - `http:<status>`: answers that HTTP status with a plain-text body.
+//! - `http:<status>`: answers that HTTP status with a plain-text body; a redirection
+//!   points at a login that would succeed.
 //! - `garbage`: answers 200 with a body that is not JSON.
 //! - `hang`: never answers.
 //! - anything else: a user derived from the code, without a unionid; like a real code it
@@ -361,7 +362,18 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
             .ok()
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return warp::reply::with_status("upstream failure", status).into_response();
+        let mut response = warp::reply::with_status("upstream failure", status).into_response();
+        if status.is_redirection() {
+            // Somewhere a client that follows redirects would log in at once.
+            let elsewhere = format!(
+                "/sns/jscode2session?appid={appid}&secret=x&js_code=dev:redirected\
+                 &grant_type=authorization_code"
+            );
+            if let Ok(location) = elsewhere.parse() {
+                response.headers_mut().insert("location", location);
+            }
+        }
+        return response;
     }
     match rest {
         "garbage" => return "<html>not json</html>".into_response(),

@@ -211,6 +211,11 @@ impl WeChatClient {
             .timeout(total)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("wxauth/", env!("CARGO_PKG_VERSION")))
+            // WeChat's API answers in place. A redirect is an answer like any other
+            // unexpected one, and failed calls are retried by `with_retries` alone:
+            // reqwest's own retries would copy every request, in case it needed one.
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| ClientError::Build(e.without_url().to_string()))?;
         Ok(WeChatClient {

@@ -78,6 +78,9 @@ async fn wechat_errors_map_to_their_codes() {
         ("fail:61234", 502, "upstream_error"),
         ("garbage", 502, "upstream_error"),
         ("http:404", 502, "upstream_error"),
+        // Not followed: WeChat's API does not redirect.
+        ("http:302", 502, "upstream_error"),
+        ("http:307", 502, "upstream_error"),
     ];
     for (code, status, error) in cases {
         let response = server.login(code).await;
