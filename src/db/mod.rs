@@ -255,6 +255,7 @@ fn open_writer_connection(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// Applies the settings every connection needs.
 fn configure(conn: &Connection, read_only: bool) -> Result<(), DbError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);

@@ -139,6 +139,15 @@ fn flush(file: &mut File) -> c_int {
     rc
 }
 
+/// Writes through at once, after the gathered bytes.
+fn write_through(file: &mut File, buf: *const c_void, len: c_int, offset: i64) -> c_int {
+    #[cfg(test)]
+    if file.wal {
+        tests::count_log_write();
+    }
+    flushed(file, |f| forward!(f, xWrite, buf, len, offset))
+}
+
 /// Writes the gathered bytes, then runs `then` if that worked.
 fn flushed(file: &mut File, then: impl FnOnce(&mut File) -> c_int) -> c_int {
     match flush(file) {
@@ -221,7 +230,7 @@ unsafe extern "C" fn write(
         return ffi::SQLITE_IOERR;
     };
     if !file.wal || size > MAX_WRITE {
-        return flushed(file, |f| forward!(f, xWrite, buf, len, offset));
+        return write_through(file, buf, len, offset);
     }
     let end = file.start + file.gathered.len() as i64;
     if offset != end || file.gathered.len() + size > MAX_WRITE {
@@ -411,7 +420,7 @@ mod tests {
     use super::*;
 
     thread_local! {
-        /// Writes that reached a log file from this thread.
+        /// Writes that reached a log file through the default VFS, from this thread.
         static LOG_WRITES: Cell<usize> = const { Cell::new(0) };
     }
 
