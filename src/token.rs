@@ -205,19 +205,14 @@ impl Keyring {
         if !is_valid_kid(kid) {
             return Err(TokenError::Malformed);
         }
-        let secret = match version {
-            "v2" => {
-                let mut bytes = [0u8; V2_LEN];
-                decode_exact(sid, &mut bytes)?;
-                SessionSecret::V2(bytes)
-            }
-            "v1" => {
-                let mut bytes = [0u8; V1_LEN];
-                decode_exact(sid, &mut bytes)?;
-                SessionSecret::V1(bytes)
-            }
+        let len = match version {
+            "v2" => V2_LEN,
+            "v1" => V1_LEN,
             _ => return Err(TokenError::Malformed),
         };
+        let mut bytes = [0u8; V2_LEN];
+        decode_exact(sid, &mut bytes[..len])?;
+        let secret = SessionSecret::from_bytes(&bytes[..len]).ok_or(TokenError::Malformed)?;
         let mut tag = [0u8; MAC_LEN];
         decode_exact(mac, &mut tag)?;
         let key = self.key(kid).ok_or(TokenError::UnknownKey)?;

@@ -102,19 +102,21 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     xUnfetch: Some(unfetch),
 };
 
-/// Calls the default VFS's method `$method` on the inner file of `$file`, or returns
-/// `SQLITE_IOERR` if that file has no such method.
+/// Calls the default VFS's method `$method` on the inner file of `$file`. If that file
+/// has no such method, the answer is `$missing` (`SQLITE_IOERR` unless given).
 macro_rules! forward {
-    ($file:expr, $method:ident $(, $arg:expr)*) => {{
+    ($file:expr, $method:ident $(, $arg:expr)* $(; or $missing:expr)?) => {{
         let file: &File = $file;
         // SAFETY: `inner` was opened by the default VFS, which set its methods, and is
         // open until `close`.
         match unsafe { (*(*file.inner).pMethods).$method } {
             // SAFETY: the default VFS's own method, on its own file.
             Some(method) => unsafe { method(file.inner $(, $arg)*) },
-            None => ffi::SQLITE_IOERR,
+            None => forward!(@missing $($missing)?),
         }
     }};
+    (@missing) => { ffi::SQLITE_IOERR };
+    (@missing $missing:expr) => { $missing };
 }
 
 /// # Safety
@@ -332,24 +334,12 @@ fn full_or_higher(value: &[u8]) -> bool {
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: called by SQLite on a file it opened here.
-    let file = unsafe { this(file) };
-    // SAFETY: the default VFS's own method, on its own file.
-    unsafe {
-        (*(*file.inner).pMethods)
-            .xSectorSize
-            .map_or(4096, |m| m(file.inner))
-    }
+    forward!(unsafe { this(file) }, xSectorSize; or 4096)
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: called by SQLite on a file it opened here.
-    let file = unsafe { this(file) };
-    // SAFETY: the default VFS's own method, on its own file.
-    unsafe {
-        (*(*file.inner).pMethods)
-            .xDeviceCharacteristics
-            .map_or(0, |m| m(file.inner))
-    }
+    forward!(unsafe { this(file) }, xDeviceCharacteristics; or 0)
 }
 
 unsafe extern "C" fn shm_map(
@@ -375,13 +365,7 @@ unsafe extern "C" fn shm_lock(
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     // SAFETY: called by SQLite on a file it opened here.
-    let file = unsafe { this(file) };
-    // SAFETY: the default VFS's own method, on its own file.
-    unsafe {
-        if let Some(barrier) = (*(*file.inner).pMethods).xShmBarrier {
-            barrier(file.inner);
-        }
-    }
+    forward!(unsafe { this(file) }, xShmBarrier; or ())
 }
 
 unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
