@@ -96,10 +96,12 @@ impl Generation {
     }
 
     fn add(&mut self, code: &[u8; 32]) {
-        let bits: usize = self.filters.iter().map(Filter::bits).sum();
         let last = self.filters.last().expect("a generation has a filter");
-        if last.added >= last.bits() / BITS_PER_CODE && bits + 2 * last.bits() <= MAX_BITS {
-            self.filters.push(Filter::new(2 * last.bits()));
+        if last.added >= last.bits() / BITS_PER_CODE {
+            let bits: usize = self.filters.iter().map(Filter::bits).sum();
+            if bits + 2 * last.bits() <= MAX_BITS {
+                self.filters.push(Filter::new(2 * last.bits()));
+            }
         }
         self.filters
             .last_mut()
