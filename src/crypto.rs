@@ -22,6 +22,9 @@ use crate::random;
 /// The length of the key file's data key.
 pub const DATA_KEY_LEN: usize = 32;
 
+/// The length of the nonce that leads a sealed value.
+pub const SEAL_NONCE_LEN: usize = NONCE_LEN;
+
 /// What a sealed value is for; each purpose has its own derived key, so a value sealed
 /// for one can never be opened as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +85,18 @@ impl DataKeys {
     /// Encrypts `plaintext` bound to `aad` (whose value it belongs to). The result is a
     /// random 96-bit nonce followed by the ciphertext and tag.
     pub fn seal(&self, purpose: Purpose, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let nonce: [u8; NONCE_LEN] = random::bytes();
+        self.seal_with_nonce(random::bytes(), purpose, aad, plaintext)
+    }
+
+    /// [`DataKeys::seal`] with a nonce the caller drew: random bytes fresh from the
+    /// operating system, used for nothing else.
+    pub fn seal_with_nonce(
+        &self,
+        nonce: [u8; SEAL_NONCE_LEN],
+        purpose: Purpose,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + aead::MAX_TAG_LEN);
         out.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();

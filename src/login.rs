@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::clock::secs;
 use crate::config::AppConfig;
+use crate::crypto;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::random;
 use crate::session_keys;
@@ -109,15 +110,18 @@ async fn fresh_login(
         return Ok(outcome);
     }
     let wx = state.wechat.code2session(app, code).await?;
-    let secret = SessionSecret::generate();
+    // All of a login's randomness in one system call, and here rather than in the
+    // write: the writer is the one thread every login passes through.
+    let mut draw = random::Draw::<
+        { SessionSecret::RANDOM_LEN + 2 * random::ORDERED_ID_RANDOM_LEN + crypto::SEAL_NONCE_LEN },
+    >::from_os();
+    let secret = SessionSecret::new(draw.take());
     let now = state.clock.now();
     let ttl = secs(state.config.token_ttl);
     let max_expires_at = now.saturating_add(secs(state.config.session_max_age));
-    // Ids are drawn here rather than in the write: the writer is the one thread every
-    // login passes through, and each draw is a system call.
     let new = NewLogin {
-        user_public_id: random::ordered_id("u_"),
-        session_public_id: random::ordered_id("s_"),
+        user_public_id: random::ordered_id("u_", draw.take()),
+        session_public_id: random::ordered_id("s_", draw.take()),
         appid: app.appid.clone(),
         openid: wx.openid,
         unionid: wx.unionid,
@@ -131,6 +135,9 @@ async fn fresh_login(
         max_sessions: state.config.max_sessions_per_user,
     };
     let session_key = wx.session_key;
+    // Should the write run again (another write in its batch failed), the key is
+    // sealed again with this nonce; only one of the two is ever committed.
+    let session_key_nonce = draw.take();
     let keys = Arc::clone(&state.data_keys);
     let written = state
         .db
@@ -138,7 +145,7 @@ async fn fresh_login(
             let written = store::record_login(c, &new)?;
             // The newest session_key replaces the last, in the same transaction.
             if let LoginWritten::Session { user, .. } = &written {
-                session_keys::save(c, &keys, user, &session_key, now)?;
+                session_keys::save(c, &keys, user, &session_key, session_key_nonce, now)?;
             }
             Ok(written)
         })

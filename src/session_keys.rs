@@ -9,22 +9,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::config::AppConfig;
-use crate::crypto::{self, DataKeys, Purpose};
+use crate::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
 use crate::db::DbError;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::secret::Secret;
 use crate::store::UserRow;
 
-/// Stores `session_key` as `user`'s latest, replacing the one before. Runs inside the
-/// login's write, so a login and its key are committed together.
+/// Stores `session_key` as `user`'s latest, replacing the one before, sealed with
+/// `nonce` (fresh random bytes). Runs inside the login's write, so a login and its key
+/// are committed together.
 pub fn save(
     conn: &Connection,
     keys: &DataKeys,
     user: &UserRow,
     session_key: &Secret,
+    nonce: [u8; SEAL_NONCE_LEN],
     now: UnixTime,
 ) -> Result<(), DbError> {
-    let sealed = keys.seal(
+    let sealed = keys.seal_with_nonce(
+        nonce,
         Purpose::SessionKey,
         user.public_id.as_bytes(),
         session_key.expose().as_bytes(),

@@ -37,11 +37,20 @@ pub enum SessionSecret {
 }
 
 impl SessionSecret {
+    /// Bytes of randomness in a secret of the current format.
+    pub const RANDOM_LEN: usize = RANDOM_LEN;
+
     /// A fresh secret, in the current format.
     pub fn generate() -> SessionSecret {
+        SessionSecret::new(random::bytes())
+    }
+
+    /// A new secret of the current format around `random`, which must be fresh from the
+    /// operating system (for a caller that draws it with other values at once).
+    pub fn new(random: [u8; RANDOM_LEN]) -> SessionSecret {
         let mut bytes = [0u8; V2_LEN];
         bytes[..TIME_LEN].copy_from_slice(&random::time_prefix());
-        bytes[TIME_LEN..].copy_from_slice(&random::bytes::<RANDOM_LEN>());
+        bytes[TIME_LEN..].copy_from_slice(&random);
         SessionSecret::V2(bytes)
     }
 
