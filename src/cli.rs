@@ -324,10 +324,14 @@ struct MockArgs {
 /// Parses the command line and runs the command; the process exit code comes back.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The fake WeChat answers each call in a few microseconds; on one thread it leaves
+    // the other cores to the server it stands beside on a development machine or in a
+    // benchmark, and spares the hand-offs between threads.
+    let mut builder = match cli.command {
+        Command::MockWechat(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wxauth: cannot start the async runtime: {e}");

@@ -1,5 +1,5 @@
-//! The `wxauth` executable itself: startup errors and exit codes, file permissions, and
-//! a clean drain on SIGTERM.
+//! The `wxauth` executable itself: startup errors and exit codes, file permissions, a
+//! clean drain on SIGTERM, and the fake WeChat run on its own.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -103,11 +103,15 @@ fn help_is_available() {
 
 /// Starts `wxauth serve --dev` on a free port and returns the child and its address.
 fn start_dev_server(data_dir: &Path) -> (Child, String) {
-    let mut child = wxauth(data_dir)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    start_logging(
+        wxauth(data_dir).args(["serve", "--dev", "--listen", "127.0.0.1:0"]),
+        "wxauth is serving",
+    )
+}
+
+/// Spawns `command` and waits for the log line `message`, whose `addr` it returns.
+fn start_logging(command: &mut Command, message: &str) -> (Child, String) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -119,12 +123,15 @@ fn start_dev_server(data_dir: &Path) -> (Child, String) {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the server did not report its address");
+            panic!("no {message:?} in the log");
         };
         let Ok(entry) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if entry["fields"]["message"] == "wxauth is serving" {
+        if entry["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(message))
+        {
             let addr = entry["fields"]["addr"].as_str().unwrap().to_owned();
             return (child, addr);
         }
@@ -200,4 +207,82 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
         .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
         .unwrap();
     assert_eq!(sessions, 1, "the drained login was committed");
+}
+
+#[test]
+fn the_fake_wechat_on_its_own_serves_a_production_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mock, mock_addr) = start_logging(
+        wxauth(dir.path()).args(["mock-wechat", "--listen", "127.0.0.1:0"]),
+        "fake WeChat API is serving",
+    );
+    let (mut server, addr) = start_logging(
+        wxauth(&dir.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("WXAUTH_APPID", "wx1234567890abcdef")
+            .env("WXAUTH_SECRET", "anything")
+            .env("WXAUTH_WECHAT_API", format!("http://{mock_addr}"))
+            .env("WXAUTH_LOGIN_RATE_LIMIT", "off"),
+        "wxauth is serving",
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (first, again, stats) = runtime.block_on(async {
+        wxauth::wechat::install_crypto_provider();
+        let http = reqwest::Client::new();
+        let login = |code: String| {
+            let http = http.clone();
+            let url = format!("http://{addr}/v1/login");
+            async move {
+                let response = http
+                    .post(url)
+                    .json(&serde_json::json!({ "code": code }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                response.json::<Value>().await.unwrap()
+            }
+        };
+        // Many at once: the fake answers them all on its one thread.
+        let logins: Vec<_> = (0..40)
+            .map(|i| tokio::spawn(login(format!("standalone-{i}"))))
+            .collect();
+        let mut first = Vec::new();
+        for handle in logins {
+            first.push(handle.await.unwrap());
+        }
+        let again = login("standalone-7".to_owned()).await;
+        let stats: Value = http
+            .get(format!("http://{mock_addr}/mock/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (first, again, stats)
+    });
+
+    let users: std::collections::HashSet<&str> = first
+        .iter()
+        .map(|body| body["user"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 40, "each code is a user of its own");
+    assert!(first.iter().all(|body| body["new_user"] == true));
+    assert!(first[7]["token"].is_string());
+    assert_eq!(
+        again["token"], first[7]["token"],
+        "a repeated code gets its session back without asking WeChat again"
+    );
+    assert_eq!(stats["jscode2session"], 40);
+
+    for child in [&mut server, &mut mock] {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
 }
