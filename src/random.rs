@@ -52,10 +52,11 @@ pub const ORDERED_ID_RANDOM_LEN: usize = 6;
 
 /// An id for a row that is created often and looked up by this id (`u_` for users, `s_`
 /// for sessions): 48 bits of the current Unix time in milliseconds, then the 48 bits of
-/// `random` (fresh from the operating system), in hex. Ids made close in time sort together, so their index grows at its end and
-/// a burst of logins touches a page or two of it instead of a page per login; a fully
-/// random id costs a page write per login in every such index. The time it reveals is
-/// the row's `created_at`, which its owner sees anyway.
+/// `random` (fresh from the operating system), in hex. Ids made close in time sort
+/// together, so their index grows at its end and a burst of logins touches a page or two
+/// of it instead of a page per login; a fully random id costs a page write per login in
+/// every such index. The time it reveals is the row's `created_at`, which its owner sees
+/// anyway.
 pub fn ordered_id(prefix: &str, random: [u8; ORDERED_ID_RANDOM_LEN]) -> String {
     let mut raw = [0u8; 12];
     raw[..6].copy_from_slice(&time_prefix());
