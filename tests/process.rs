@@ -101,8 +101,20 @@ fn help_is_available() {
     assert_eq!(code, 2);
 }
 
+/// A started `wxauth`, killed should the test end before it stopped it.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `wxauth serve --dev` on a free port and returns the child and its address.
-fn start_dev_server(data_dir: &Path) -> (Child, String) {
+fn start_dev_server(data_dir: &Path) -> (Started, String) {
     start_logging(
         wxauth(data_dir).args(["serve", "--dev", "--listen", "127.0.0.1:0"]),
         "wxauth is serving",
@@ -110,9 +122,9 @@ fn start_dev_server(data_dir: &Path) -> (Child, String) {
 }
 
 /// Spawns `command` and waits for the log line `message`, whose `addr` it returns.
-fn start_logging(command: &mut Command, message: &str) -> (Child, String) {
-    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
+fn start_logging(command: &mut Command, message: &str) -> (Started, String) {
+    let mut child = Started(command.stderr(Stdio::piped()).spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -121,8 +133,6 @@ fn start_logging(command: &mut Command, message: &str) -> (Child, String) {
     });
     loop {
         let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
             panic!("no {message:?} in the log");
         };
         let Ok(entry) = serde_json::from_str::<Value>(&line) else {
@@ -172,7 +182,7 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -191,7 +201,7 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
         );
     });
 
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let wal = data.join("wxauth.db-wal");
     assert!(
@@ -279,10 +289,10 @@ fn the_fake_wechat_on_its_own_serves_a_production_server() {
 
     for child in [&mut server, &mut mock] {
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        assert_eq!(child.wait().unwrap().code(), Some(0));
+        assert_eq!(child.0.wait().unwrap().code(), Some(0));
     }
 }
