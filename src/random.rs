@@ -34,7 +34,10 @@ impl<const N: usize> Draw<N> {
     /// When fewer than `M` bytes are left: the draw was sized for fewer uses.
     pub fn take<const M: usize>(&mut self) -> [u8; M] {
         let end = self.taken + M;
-        let piece = self.bytes[self.taken..end]
+        let piece = self
+            .bytes
+            .get(self.taken..end)
+            .expect("the draw was sized for fewer uses")
             .try_into()
             .expect("a slice of M bytes");
         self.taken = end;
@@ -143,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "range end index")]
+    #[should_panic(expected = "the draw was sized for fewer uses")]
     fn a_draw_refuses_to_hand_out_more_than_it_holds() {
         let mut draw = Draw::<4>::from_os();
         draw.take::<3>();
