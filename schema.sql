@@ -54,6 +54,10 @@ CREATE INDEX sessions_expiry ON sessions (expires_at);
 -- gets the same session back instead of WeChat's "code been used".
 -- v2: a rowid table (`id INTEGER PRIMARY KEY`, `code_hash` NOT NULL UNIQUE), so that the
 -- expiry index grows at its end.
+-- v3: only appended to: no index, no `session_id` (the session is found by the secret
+-- in `sealed_sid`), and `code_hash` not unique. The server finds a code's row through its
+-- own index of the codes recorded in the last five minutes; expired rows are deleted
+-- oldest first.
 CREATE TABLE login_codes (
     code_hash   BLOB    PRIMARY KEY,             -- SHA-256 over appid and code
     session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,

@@ -170,7 +170,9 @@ impl App {
         let recent_codes = db
             .read(move |c| {
                 let recent = RecentCodes::new(now);
-                crate::store::each_live_login_code(c, now, |code| recent.note(code, now))?;
+                crate::store::each_live_login_code(c, now, |row, code| {
+                    recent.note(code, row, now);
+                })?;
                 Ok(recent)
             })
             .await?;

@@ -156,10 +156,11 @@ async fn fresh_login(
             session,
             user,
             new_user,
+            code_row,
         } => {
             // Before the answer, and before a retry with this code stops waiting for
             // this login and looks for its record instead.
-            state.recent_codes.note(&key, now);
+            state.recent_codes.note(&key, code_row, now);
             tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
             Ok(LoginOutcome {
                 token: state.keyring().sign(&secret),
@@ -179,19 +180,35 @@ async fn replay(
     key: [u8; 32],
 ) -> Result<Option<LoginOutcome>, ApiError> {
     let now = state.clock.now();
-    if !state.recent_codes.may_hold(&key, now) {
+    let rows = state.recent_codes.rows(&key, now);
+    if rows.is_empty() {
         return Ok(None);
     }
+    let pad = seal_pad(appid, code);
+    // The session is found by its secret, as a token finds it: a code's row does not
+    // name the session by id, which a later session may take once this one is deleted.
     let found = state
         .db
         .read(move |c| {
-            let Some(row) = store::login_code(c, &key, now)? else {
-                return Ok(None);
-            };
-            Ok(store::session_by_id(c, row.session_id)?.map(|(s, u)| (row, s, u)))
+            for id in rows {
+                if let Some(row) = store::login_code(c, id, &key, now)? {
+                    let secret = SessionSecret::from_bytes(&mask(&pad, &row.sealed_sid));
+                    let session = match &secret {
+                        Some(secret) => store::session_by_secret(c, &secret.lookup_key())?,
+                        None => None,
+                    };
+                    return Ok(Some((secret, session, row.new_user)));
+                }
+            }
+            Ok(None)
         })
         .await?;
-    let Some((row, session, user)) = found else {
+    let Some((secret, session, new_user)) = found else {
+        return Ok(None);
+    };
+    let secret = secret
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
+    let Some((session, user)) = session else {
         return Ok(None);
     };
     if sessions::check_live(&session, now).is_err() {
@@ -200,14 +217,12 @@ async fn replay(
     if user.is_banned(now) {
         return Err(banned(&user));
     }
-    let secret = SessionSecret::from_bytes(&seal(appid, code, &row.sealed_sid))
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
     tracing::info!(user = %user.public_id, session = %session.public_id, "login replayed");
     Ok(Some(LoginOutcome {
         token: state.keyring().sign(&secret),
         session,
         user,
-        new_user: row.new_user,
+        new_user,
     }))
 }
 
@@ -220,7 +235,16 @@ pub fn code_hash(appid: &str, code: &str) -> [u8; 32] {
 /// record reveals the secret only to someone who holds the code itself. Each code is
 /// used once, so each pad is too. A secret is shorter than the 32-byte pad.
 fn seal(appid: &str, code: &str, bytes: &[u8]) -> Vec<u8> {
-    let pad = tagged_hash(b"wxauth/login-code/seal", appid, code);
+    mask(&seal_pad(appid, code), bytes)
+}
+
+/// The pad [`seal`] masks a secret with.
+fn seal_pad(appid: &str, code: &str) -> [u8; 32] {
+    tagged_hash(b"wxauth/login-code/seal", appid, code)
+}
+
+/// Masks or unmasks `bytes` with a code's pad.
+fn mask(pad: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
     debug_assert!(bytes.len() <= pad.len());
     bytes.iter().zip(pad).map(|(b, p)| b ^ p).collect()
 }

@@ -31,10 +31,9 @@ pub struct Purged {
 /// their absolute one) passed more than [`SESSION_GRACE`] before `now`. Revoked
 /// sessions go the same way: a revoked session is never refreshed again.
 pub async fn purge(db: &Db, now: UnixTime) -> Result<Purged, DbError> {
-    let login_codes =
-        purge_in_batches(db, move |c| delete_batch(c, "login_codes", "id", now)).await?;
+    let login_codes = purge_in_batches(db, move |c| delete_expired_codes(c, now)).await?;
     let cutoff = now.saturating_sub(secs(SESSION_GRACE));
-    let sessions = purge_in_batches(db, move |c| delete_batch(c, "sessions", "id", cutoff)).await?;
+    let sessions = purge_in_batches(db, move |c| delete_ended_sessions(c, cutoff)).await?;
     Ok(Purged {
         sessions,
         login_codes,
@@ -60,19 +59,28 @@ async fn purge_in_batches(
     }
 }
 
-/// Deletes up to [`BATCH`] rows of `table` whose `expires_at` is at or before `cutoff`,
-/// found through the table's expiry index.
-fn delete_batch(
-    conn: &Connection,
-    table: &str,
-    key: &str,
-    cutoff: UnixTime,
-) -> Result<usize, DbError> {
-    let sql = format!(
-        "DELETE FROM {table} WHERE {key} IN \
-         (SELECT {key} FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
-    );
-    Ok(conn.prepare_cached(&sql)?.execute((cutoff, BATCH as i64))?)
+/// Deletes the expired codes among the oldest [`BATCH`]. `login_codes` has no index
+/// by expiry: its rows are appended as codes are recorded, so the expired ones lead it,
+/// and a batch with fewer than [`BATCH`] to delete has reached the live ones. A row that
+/// expires out of order (the clock was set back) goes in a later purge.
+fn delete_expired_codes(conn: &Connection, now: UnixTime) -> Result<usize, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM login_codes WHERE id IN \
+             (SELECT id FROM login_codes ORDER BY id LIMIT ?2) AND expires_at <= ?1",
+        )?
+        .execute((now, BATCH as i64))?)
+}
+
+/// Deletes up to [`BATCH`] sessions whose `expires_at` is at or before `cutoff`, found
+/// through the expiry index.
+fn delete_ended_sessions(conn: &Connection, cutoff: UnixTime) -> Result<usize, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE id IN \
+             (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+        )?
+        .execute((cutoff, BATCH as i64))?)
 }
 
 /// Purges every [`INTERVAL`] until the task is aborted; failures are logged and the
@@ -122,9 +130,9 @@ mod tests {
                 )?;
                 let code: [u8; 32] = crate::random::bytes();
                 c.execute(
-                    "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
-                     expires_at) VALUES (?1, ?2, x'00', 0, ?3)",
-                    params![&code[..], c.last_insert_rowid(), code_expires_at],
+                    "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
+                     VALUES (?1, x'00', 0, ?2)",
+                    params![&code[..], code_expires_at],
                 )?;
             }
             Ok(())

@@ -1,30 +1,31 @@
-//! Which login codes this server may have recorded in the last five minutes. Nearly
-//! every login brings a code never seen before; this tells so without the database read
-//! that looks for an earlier login with the code (a retried request), which a login
-//! otherwise paid for on a reader thread.
+//! The login codes this server recorded in the last five minutes, and the rows of
+//! `login_codes` that hold them. Nearly every login brings a code never seen before; this
+//! tells so without a database read, and for a retried request it names the row that
+//! holds the earlier login. `login_codes` therefore has no index of its own: one on the
+//! code hash put every login on a random page of it, a page more for each commit to
+//! write, sync and copy back.
 //!
-//! Bloom filters in two generations of five minutes: a code is added to the current one
-//! when its login is recorded (and, at start, for every live code in the database), and
-//! stays findable until the current generation has become the previous one and been
-//! dropped, five minutes at the very least. The filters never miss a code added to them,
-//! so "absent" is certain; "maybe" can be wrong and then costs the read it always cost.
+//! Two generations of five minutes: a code is added to the current one when its login is
+//! recorded (and, at start, for every live code in the database), and stays findable
+//! until the current generation has become the previous one and been dropped, five
+//! minutes at the very least. A generation maps the first eight bytes of each code hash
+//! to its row; the caller reads the row to compare the whole hash. Should two codes share
+//! those bytes (one pair in 2^64, or WeChat accepting a code twice), the older row is set
+//! aside in a list of its own, so that no code is lost.
+//!
+//! A code takes 17 bytes of a hash map's slot, and the slots double as a generation
+//! grows: 20 to 40 bytes for each login of the last five to ten minutes, 8 to 16 MB after
+//! 400,000 logins.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use crate::clock::UnixTime;
 use crate::login::CODE_LIFETIME_SECS;
 
-/// Bits per code a filter is sized for: about 0.2% false "maybe" answers when it holds
-/// that many.
-const BITS_PER_CODE: usize = 16;
-/// The smallest filter (8 KiB), and the most bits one generation uses (16 MiB): past
-/// that, a burst of logins makes more "maybe" answers instead of using more memory.
-const MIN_BITS: usize = 1 << 16;
-const MAX_BITS: usize = 1 << 27;
-/// Bit positions per code.
-const PROBES: usize = 4;
-
-/// The login codes recorded recently, as filters over their hashes.
+/// The login codes recorded recently, each with its row.
 pub struct RecentCodes(Mutex<Generations>);
 
 struct Generations {
@@ -35,8 +36,7 @@ struct Generations {
 }
 
 impl RecentCodes {
-    /// Empty filters; the caller notes the codes the database holds unexpired. The first
-    /// generation grows to what it is given.
+    /// No codes yet; the caller notes the codes the database holds unexpired.
     pub fn new(now: UnixTime) -> RecentCodes {
         RecentCodes(Mutex::new(Generations {
             current: Generation::sized_for(0),
@@ -45,16 +45,19 @@ impl RecentCodes {
         }))
     }
 
-    /// Remembers that a login with the code hashing to `code` was recorded.
-    pub fn note(&self, code: &[u8; 32], now: UnixTime) {
-        self.generations(now).current.add(code);
+    /// Remembers that the login with the code hashing to `code` was recorded in row `row`.
+    pub fn note(&self, code: &[u8; 32], row: i64, now: UnixTime) {
+        self.generations(now).current.add(prefix(code), row);
     }
 
-    /// Whether a login with the code may have been recorded in its lifetime; `false` is
-    /// certain.
-    pub fn may_hold(&self, code: &[u8; 32], now: UnixTime) -> bool {
+    /// The rows that may hold the code, newest first: none for a code not recorded in its
+    /// lifetime, and nearly always one for a code that was.
+    pub fn rows(&self, code: &[u8; 32], now: UnixTime) -> Vec<i64> {
         let generations = self.generations(now);
-        generations.current.may_hold(code) || generations.previous.may_hold(code)
+        let mut rows = Vec::new();
+        generations.current.rows(prefix(code), &mut rows);
+        generations.previous.rows(prefix(code), &mut rows);
+        rows
     }
 
     /// The generations as of `now`, the current one begun anew once it is a lifetime
@@ -63,7 +66,7 @@ impl RecentCodes {
     fn generations(&self, now: UnixTime) -> std::sync::MutexGuard<'_, Generations> {
         let mut generations = self.0.lock().expect("recent codes poisoned");
         if now - generations.since >= CODE_LIFETIME_SECS {
-            let next = Generation::sized_for(generations.current.added);
+            let next = Generation::sized_for(generations.current.rows.len());
             generations.previous = std::mem::replace(&mut generations.current, next);
             generations.since = now;
         }
@@ -77,83 +80,69 @@ impl std::fmt::Debug for RecentCodes {
     }
 }
 
-/// One generation's codes: a filter sized from the last generation's count, and when
-/// more come, further filters twice the size of the one before (a scalable Bloom filter).
+/// A code hash's first eight bytes, the key it is kept under.
+fn prefix(code: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(code[..8].try_into().expect("8 bytes"))
+}
+
+/// One generation's codes.
 struct Generation {
-    filters: Vec<Filter>,
-    added: usize,
+    rows: HashMap<u64, i64, BuildHasherDefault<PrefixHasher>>,
+    /// Rows whose key a later code took, oldest first; nearly always empty.
+    set_aside: Vec<(u64, i64)>,
 }
 
 impl Generation {
+    /// Room for `codes` without growing: a generation is sized from the one before, so
+    /// that a steady stream of logins does not wait while the map doubles.
     fn sized_for(codes: usize) -> Generation {
-        let bits = codes
-            .saturating_mul(BITS_PER_CODE)
-            .clamp(MIN_BITS, MAX_BITS);
         Generation {
-            filters: vec![Filter::new(bits.next_power_of_two())],
-            added: 0,
+            rows: HashMap::with_capacity_and_hasher(codes, BuildHasherDefault::default()),
+            set_aside: Vec::new(),
         }
     }
 
-    fn add(&mut self, code: &[u8; 32]) {
-        let last = self.filters.last().expect("a generation has a filter");
-        if last.added >= last.bits() / BITS_PER_CODE {
-            let bits: usize = self.filters.iter().map(Filter::bits).sum();
-            if bits + 2 * last.bits() <= MAX_BITS {
-                self.filters.push(Filter::new(2 * last.bits()));
+    fn add(&mut self, key: u64, row: i64) {
+        match self.rows.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+            Entry::Occupied(mut slot) => {
+                let older = slot.insert(row);
+                self.set_aside.push((key, older));
             }
         }
-        self.filters
-            .last_mut()
-            .expect("a generation has a filter")
-            .add(code);
-        self.added += 1;
     }
 
-    fn may_hold(&self, code: &[u8; 32]) -> bool {
-        self.filters.iter().any(|filter| filter.may_hold(code))
+    /// Appends the rows kept under `key`, newest first.
+    fn rows(&self, key: u64, out: &mut Vec<i64>) {
+        if let Some(&row) = self.rows.get(&key) {
+            out.push(row);
+            let older = self.set_aside.iter().rev().filter(|(k, _)| *k == key);
+            out.extend(older.map(|&(_, row)| row));
+        }
     }
 }
 
-/// A Bloom filter over code hashes. The hashes are SHA-256 outputs, so their bytes serve
-/// as the bit positions directly.
-struct Filter {
-    words: Vec<u64>,
-    added: usize,
-}
+/// Hashes a key that is already eight bytes of a SHA-256 output by taking it as it is:
+/// its bits are as evenly spread as any hash of them would be. Nor can anyone pick
+/// colliding keys: a code is kept only once WeChat accepted it.
+#[derive(Default)]
+struct PrefixHasher(u64);
 
-impl Filter {
-    /// A filter of `bits` bits, a power of two.
-    fn new(bits: usize) -> Filter {
-        Filter {
-            words: vec![0; bits / 64],
-            added: 0,
+impl Hasher for PrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
         }
     }
 
-    fn bits(&self) -> usize {
-        self.words.len() * 64
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 
-    fn positions(&self, code: &[u8; 32]) -> [usize; PROBES] {
-        let mask = self.bits() - 1;
-        std::array::from_fn(|i| {
-            let bytes: [u8; 4] = code[4 * i..4 * i + 4].try_into().expect("4 bytes");
-            u32::from_le_bytes(bytes) as usize & mask
-        })
-    }
-
-    fn add(&mut self, code: &[u8; 32]) {
-        for bit in self.positions(code) {
-            self.words[bit / 64] |= 1 << (bit % 64);
-        }
-        self.added += 1;
-    }
-
-    fn may_hold(&self, code: &[u8; 32]) -> bool {
-        self.positions(code)
-            .iter()
-            .all(|&bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -175,68 +164,62 @@ mod tests {
         out
     }
 
-    /// How many of 100,000 codes never noted `may_hold` answers "maybe" for.
-    fn false_maybes(may_hold: impl Fn(&[u8; 32]) -> bool) -> usize {
-        (1_000_000..1_100_000)
-            .filter(|&n| may_hold(&code(n)))
-            .count()
+    #[test]
+    fn every_noted_code_names_its_row_and_no_other_code_names_any() {
+        let codes = RecentCodes::new(0);
+        for n in 0..200_000 {
+            codes.note(&code(n), i64::from(n) + 1, 1);
+        }
+        assert!((0..200_000).all(|n| codes.rows(&code(n), 2) == [i64::from(n) + 1]));
+        assert!((1_000_000..1_100_000).all(|n| codes.rows(&code(n), 2).is_empty()));
     }
 
     #[test]
-    fn every_noted_code_is_found_and_few_others_are() {
-        // Far more codes than the first filter was sized for: the generation grows.
-        let grown = RecentCodes::new(0);
-        for n in 0..200_000 {
-            grown.note(&code(n), 1);
-        }
-        assert!((0..200_000).all(|n| grown.may_hold(&code(n), 2)));
-        let wrong = false_maybes(|c| grown.may_hold(c, 2));
-        assert!(wrong < 2_000, "{wrong} false answers in 100,000");
-
-        // Sized from the start, as the next generation is from this one's count.
-        let mut sized = Generation::sized_for(200_000);
-        for n in 0..200_000 {
-            sized.add(&code(n));
-        }
-        assert_eq!(sized.filters.len(), 1);
-        assert!((0..200_000).all(|n| sized.may_hold(&code(n))));
-        let wrong = false_maybes(|c| sized.may_hold(c));
-        assert!(wrong < 500, "{wrong} false answers in 100,000");
+    fn codes_sharing_a_key_keep_every_row_newest_first() {
+        let codes = RecentCodes::new(0);
+        let mut twin = code(1);
+        twin[8..].copy_from_slice(&code(2)[8..]);
+        codes.note(&code(1), 10, 1);
+        codes.note(&code(3), 11, 1);
+        codes.note(&twin, 12, 1);
+        codes.note(&code(1), 13, 1);
+        assert_eq!(codes.rows(&code(1), 2), [13, 12, 10]);
+        assert_eq!(
+            codes.rows(&twin, 2),
+            [13, 12, 10],
+            "the caller tells them apart"
+        );
+        assert_eq!(codes.rows(&code(3), 2), [11]);
     }
 
     #[test]
     fn a_code_is_kept_for_its_lifetime_and_then_forgotten() {
         let codes = RecentCodes::new(1_000);
-        codes.note(&code(1), 1_000);
-        codes.note(&code(2), 1_250);
-        assert!(!codes.may_hold(&code(3), 1_250));
+        codes.note(&code(1), 1, 1_000);
+        codes.note(&code(2), 2, 1_250);
+        assert!(codes.rows(&code(3), 1_250).is_empty());
         for now in [1_299, 1_300, 1_549, 1_550] {
-            assert!(codes.may_hold(&code(2), now), "at {now}");
+            assert_eq!(codes.rows(&code(2), now), [2], "at {now}");
         }
-        assert!(codes.may_hold(&code(1), 1_550));
-        // The generation that took both began at 1,000 and turned at 1,300: it is
-        // dropped at the next turn, 1,600.
-        assert!(!codes.may_hold(&code(1), 1_600));
-        assert!(!codes.may_hold(&code(2), 1_600));
+        codes.note(&code(3), 3, 1_400);
+        assert_eq!(codes.rows(&code(1), 1_550), [1]);
+        // The generation that took the first two began at 1,000 and turned at 1,300: it
+        // is dropped at the next turn, 1,600. The third is kept until the turn after.
+        assert!(codes.rows(&code(1), 1_600).is_empty());
+        assert!(codes.rows(&code(2), 1_600).is_empty());
+        assert_eq!(codes.rows(&code(3), 1_899), [3]);
+        assert!(codes.rows(&code(3), 1_900).is_empty());
     }
 
     #[test]
-    fn a_generation_grows_by_doubling_up_to_its_bound() {
-        assert_eq!(Generation::sized_for(0).filters[0].bits(), MIN_BITS);
-        assert_eq!(Generation::sized_for(10_000).filters[0].bits(), 1 << 18);
-
-        let mut full = Generation::sized_for(0);
-        full.filters[0].added = MIN_BITS / BITS_PER_CODE;
-        full.add(&code(1));
-        assert_eq!(full.filters.len(), 2);
-        assert_eq!(full.filters[1].bits(), 2 * MIN_BITS);
-        assert!(full.may_hold(&code(1)));
-
-        let mut capped = Generation::sized_for(usize::MAX);
-        assert_eq!(capped.filters[0].bits(), MAX_BITS);
-        capped.filters[0].added = MAX_BITS / BITS_PER_CODE;
-        capped.add(&code(2));
-        assert_eq!(capped.filters.len(), 1, "never more than MAX_BITS");
-        assert!(capped.may_hold(&code(2)));
+    fn a_generation_is_sized_from_the_one_before() {
+        let codes = RecentCodes::new(0);
+        for n in 0..10_000 {
+            codes.note(&code(n), 1, 0);
+        }
+        codes.rows(&code(0), CODE_LIFETIME_SECS);
+        let generations = codes.0.lock().unwrap();
+        assert!(generations.current.rows.capacity() >= 10_000);
+        assert_eq!(generations.previous.rows.len(), 10_000);
     }
 }

@@ -285,45 +285,48 @@ pub fn session_by_public_id(
 /// A remembered login code.
 #[derive(Debug, Clone)]
 pub struct LoginCodeRow {
-    pub session_id: i64,
+    /// The session's secret, masked with a pad derived from the code.
     pub sealed_sid: Vec<u8>,
     pub new_user: bool,
 }
 
-/// The login code stored under `code_hash`, if it has not expired.
+/// The login code in row `id`, if that row holds the code hashing to `code_hash` and it
+/// has not expired.
 pub fn login_code(
     conn: &Connection,
+    id: i64,
     code_hash: &[u8; 32],
     now: UnixTime,
 ) -> Result<Option<LoginCodeRow>, DbError> {
     Ok(conn
         .prepare_cached(
-            "SELECT session_id, sealed_sid, new_user FROM login_codes \
-             WHERE code_hash = ?1 AND expires_at > ?2",
+            "SELECT sealed_sid, new_user FROM login_codes \
+             WHERE id = ?1 AND code_hash = ?2 AND expires_at > ?3",
         )?
-        .query_row(params![&code_hash[..], now], |r| {
+        .query_row(params![id, &code_hash[..], now], |r| {
             Ok(LoginCodeRow {
-                session_id: r.get(0)?,
-                sealed_sid: r.get(1)?,
-                new_user: r.get(2)?,
+                sealed_sid: r.get(0)?,
+                new_user: r.get(1)?,
             })
         })
         .optional()?)
 }
 
-/// Calls `each` with the hash of every login code that has not expired at `now`, one
-/// row at a time: after a busy five minutes there can be millions.
+/// Calls `each` with the row id and hash of every login code that has not expired at
+/// `now`, oldest first, one row at a time: after a busy five minutes there can be
+/// millions.
 pub fn each_live_login_code(
     conn: &Connection,
     now: UnixTime,
-    mut each: impl FnMut(&[u8; 32]),
+    mut each: impl FnMut(i64, &[u8; 32]),
 ) -> Result<(), DbError> {
     let mut stmt = conn.prepare(
-        "SELECT code_hash FROM login_codes WHERE expires_at > ?1 AND length(code_hash) = 32",
+        "SELECT id, code_hash FROM login_codes \
+         WHERE expires_at > ?1 AND length(code_hash) = 32 ORDER BY id",
     )?;
     let mut rows = stmt.query([now])?;
     while let Some(row) = rows.next()? {
-        each(&row.get::<_, [u8; 32]>(0)?);
+        each(row.get(0)?, &row.get::<_, [u8; 32]>(1)?);
     }
     Ok(())
 }
@@ -357,6 +360,8 @@ pub enum LoginWritten {
         session: SessionRow,
         user: UserRow,
         new_user: bool,
+        /// The row that remembers the login code.
+        code_row: i64,
     },
     /// The user is banned; nothing but the user row was written.
     Banned(UserRow),
@@ -425,29 +430,19 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     if !new_user {
         evict_beyond(conn, user.id, login.max_sessions, login.now)?;
     }
-    // A plain insert needs no statement journal; OR REPLACE and upserts do, and that
-    // copied every page the insert touched. The code is new on all but a path WeChat
-    // does not take (accepting a code twice after its session ended), handled apart.
-    let code = params![
+    // Appended, never updated: should WeChat accept a code twice (it does not), the
+    // newer row is the one the server's index of recent codes points at.
+    conn.prepare_cached(
+        "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
         &login.code_hash[..],
-        session_id,
         login.sealed_sid,
         new_user,
         login.code_expires_at
-    ];
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (code_hash) DO NOTHING",
-        )?
-        .execute(code)?;
-    if inserted == 0 {
-        conn.prepare_cached(
-            "UPDATE login_codes SET session_id = ?2, sealed_sid = ?3, new_user = ?4, \
-             expires_at = ?5 WHERE code_hash = ?1",
-        )?
-        .execute(code)?;
-    }
+    ])?;
+    let code_row = conn.last_insert_rowid();
     let session = SessionRow {
         id: session_id,
         public_id: login.session_public_id.clone(),
@@ -463,6 +458,7 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
         session,
         user,
         new_user,
+        code_row,
     })
 }
 
@@ -647,44 +643,39 @@ mod tests {
         }
     }
 
-    fn recorded_code(conn: &Connection, code_hash: u8) -> (i64, Vec<u8>, bool, i64) {
-        conn.query_row(
-            "SELECT session_id, sealed_sid, new_user, expires_at FROM login_codes \
-             WHERE code_hash = ?1",
-            [&[code_hash; 32][..]],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap()
-    }
-
-    fn session_id(written: LoginWritten) -> i64 {
+    fn code_row(written: LoginWritten) -> i64 {
         match written {
-            LoginWritten::Session { session, .. } => session.id,
+            LoginWritten::Session { code_row, .. } => code_row,
             LoginWritten::Banned(_) => panic!("not banned"),
         }
     }
 
-    /// WeChat refuses a used code, but should it accept one again after the code's
-    /// session ended, the code must lead to the new session.
+    /// Each login appends its code, and the row it names is found by its id and hash
+    /// until the code expires.
     #[test]
-    fn a_code_recorded_again_names_the_newer_session() {
+    fn a_login_code_is_found_by_its_row_and_hash_until_it_expires() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let first = session_id(record_login(&conn, &login(1, 0xa1, 10)).unwrap());
-        assert_eq!(recorded_code(&conn, 1), (first, vec![0xa1; 16], true, 310));
-        let second = session_id(record_login(&conn, &login(1, 0xb2, 20)).unwrap());
-        assert_ne!(first, second);
-        assert_eq!(
-            recorded_code(&conn, 1),
-            (second, vec![0xb2; 16], false, 320)
-        );
-        let other = session_id(record_login(&conn, &login(2, 0xc3, 30)).unwrap());
-        assert_eq!(recorded_code(&conn, 2), (other, vec![0xc3; 16], false, 330));
-        assert_eq!(
-            recorded_code(&conn, 1).0,
-            second,
-            "another code leaves it alone"
-        );
+        let first = code_row(record_login(&conn, &login(1, 0xa1, 10)).unwrap());
+        let again = code_row(record_login(&conn, &login(1, 0xb2, 20)).unwrap());
+        let other = code_row(record_login(&conn, &login(2, 0xc3, 30)).unwrap());
+        assert!(first < again && again < other, "appended in order");
+
+        let found = |id, hash: u8, now| {
+            login_code(&conn, id, &[hash; 32], now)
+                .unwrap()
+                .map(|row| (row.sealed_sid, row.new_user))
+        };
+        assert_eq!(found(first, 1, 309), Some((vec![0xa1; 16], true)));
+        assert_eq!(found(again, 1, 309), Some((vec![0xb2; 16], false)));
+        assert_eq!(found(other, 2, 329), Some((vec![0xc3; 16], false)));
+        assert_eq!(found(first, 1, 310), None, "expired");
+        assert_eq!(found(other, 1, 300), None, "another code's row");
+        assert_eq!(found(other + 1, 2, 300), None, "no such row");
+
+        let mut live = Vec::new();
+        each_live_login_code(&conn, 315, |id, hash| live.push((id, hash[0]))).unwrap();
+        assert_eq!(live, [(again, 1), (other, 2)]);
     }
 
     #[test]

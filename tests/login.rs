@@ -212,7 +212,8 @@ async fn a_version_1_database_keeps_its_sessions_and_codes_across_the_upgrade() 
 }
 
 /// Replaces the database in `data` by one made from `schema.sql` (version 1) holding the
-/// same rows, as a server of the first release would have left it.
+/// same rows, as a server of the first release would have left it. Version 1 named each
+/// code's session; the caller logged in once, so that is the newest session.
 fn rewrite_as_version_1(data: &std::path::Path) {
     let path = data.join(wxauth::datadir::DATABASE_FILE);
     let old = data.join("version-1.db");
@@ -227,7 +228,8 @@ fn rewrite_as_version_1(data: &std::path::Path) {
              INSERT INTO main.sessions SELECT * FROM current.sessions;
              INSERT INTO main.session_keys SELECT * FROM current.session_keys;
              INSERT INTO main.login_codes
-                 SELECT code_hash, session_id, sealed_sid, new_user, expires_at
+                 SELECT code_hash, (SELECT max(id) FROM current.sessions), sealed_sid,
+                     new_user, expires_at
                  FROM current.login_codes;
              DETACH current;",
         )

@@ -10,7 +10,8 @@ use super::DbError;
 pub(super) type Migration = (i64, fn(&Connection) -> Result<(), DbError>);
 
 /// Every step, in order.
-pub(super) const MIGRATIONS: &[Migration] = &[(2, v2_fewer_pages_per_login)];
+pub(super) const MIGRATIONS: &[Migration] =
+    &[(2, v2_fewer_pages_per_login), (3, v3_login_codes_appended)];
 
 /// Version 2: a login writes fewer pages.
 ///
@@ -56,6 +57,32 @@ fn v2_fewer_pages_per_login(conn: &Connection) -> Result<(), DbError> {
             ),
         ],
     )
+}
+
+/// Version 3: `login_codes` is only appended to. Its unique index on the code hash put
+/// each login's code on a random page of that index, one more page for every commit to
+/// write, sync and copy back; its indexes by expiry and by session cost two more
+/// inserts. Codes are now found through the server's own index of the codes recorded in
+/// the last five minutes (`src/recent_codes.rs`), which points at the row; expired rows
+/// are deleted oldest first, in rowid order. A code's row no longer names its session:
+/// the session is found from the secret the row holds masked, as a token finds it, so a
+/// row that outlives its session (deleted with its user) leads nowhere rather than to a
+/// session that reused its id.
+fn v3_login_codes_appended(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(
+        "CREATE TABLE login_codes_v3 (
+             id          INTEGER PRIMARY KEY,
+             code_hash   BLOB    NOT NULL,
+             sealed_sid  BLOB    NOT NULL,
+             new_user    INTEGER NOT NULL,
+             expires_at  INTEGER NOT NULL
+         );
+         INSERT INTO login_codes_v3 (id, code_hash, sealed_sid, new_user, expires_at)
+             SELECT id, code_hash, sealed_sid, new_user, expires_at FROM login_codes ORDER BY id;
+         DROP TABLE login_codes;
+         ALTER TABLE login_codes_v3 RENAME TO login_codes;",
+    )?;
+    Ok(())
 }
 
 /// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that
@@ -136,20 +163,24 @@ mod tests {
 
         let codes: Vec<String> = conn
             .prepare(
-                "SELECT concat_ws('|', hex(code_hash), session_id, hex(sealed_sid), new_user, \
-                 expires_at) FROM login_codes ORDER BY code_hash",
+                "SELECT concat_ws('|', hex(code_hash), hex(sealed_sid), new_user, expires_at) \
+                 FROM login_codes ORDER BY code_hash",
             )
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(codes, ["AA|7|0102|1|300", "BB|7|0304|0|200"]);
-        let duplicate = conn.execute(
-            "INSERT INTO login_codes VALUES (NULL, x'aa', 7, x'00', 0, 1)",
-            [],
-        );
-        assert!(duplicate.is_err(), "a code is still stored once");
+        assert_eq!(codes, ["AA|0102|1|300", "BB|0304|0|200"]);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema \
+                 WHERE type = 'index' AND tbl_name = 'login_codes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "a login appends its code to the table alone");
 
         for (sql, allowed) in [
             ("UPDATE users SET gender = 0", true),
@@ -167,7 +198,7 @@ mod tests {
         let left: i64 = conn
             .query_row("SELECT count(*) FROM login_codes", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(left, 0, "a session's login codes go with it");
+        assert_eq!(left, 2, "codes outlive their session until they expire");
     }
 
     /// SQLite builds a temporary index for an `IN` list of three or more values; the
@@ -181,8 +212,8 @@ mod tests {
              VALUES ('u_2', 'wx1', 'o2', 1, 1)",
             "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
              max_expires_at, last_seen_at) VALUES ('s_8', x'02', 1, 1, 2, 3, 1)",
-            "INSERT INTO login_codes (code_hash, session_id, sealed_sid, new_user, \
-             expires_at) VALUES (x'cc', 7, x'00', 0, 1)",
+            "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
+             VALUES (x'cc', x'00', 0, 1)",
         ] {
             let ops: Vec<String> = conn
                 .prepare(&format!("EXPLAIN {sql}"))
