@@ -183,6 +183,40 @@ async fn a_code_is_replayed_after_a_restart() {
     assert_eq!(server.mock.code2session_calls(), 1);
 }
 
+/// The server tells codes apart by four bytes of their hash, and reads the row to be
+/// sure: a new code that shares those bytes with a recorded one is a login of its own,
+/// and each code's retry still finds its own session.
+#[tokio::test]
+async fn codes_alike_in_the_first_bytes_of_their_hash_stay_apart() {
+    let (first, second) = codes_sharing_a_hash_prefix();
+    let server = TestServer::start().await;
+    let one = server.login_ok(&first).await;
+    let two = server.login_ok(&second).await;
+    assert_ne!(one["token"], two["token"]);
+    assert_ne!(one["user"]["id"], two["user"]["id"]);
+    assert_eq!(server.mock.code2session_calls(), 2);
+    assert_eq!(server.count("login_codes"), 2);
+
+    assert_eq!(server.login_ok(&first).await["token"], one["token"]);
+    assert_eq!(server.login_ok(&second).await["token"], two["token"]);
+    assert_eq!(server.mock.code2session_calls(), 2, "both retries were replays");
+}
+
+/// Two codes whose hashes begin with the same four bytes (among some 100,000 codes, a
+/// pair is likely; the search goes on until it finds one).
+fn codes_sharing_a_hash_prefix() -> (String, String) {
+    let mut seen = std::collections::HashMap::new();
+    for n in 0u64.. {
+        let code = format!("prefix-twin-{n}");
+        let hash = wxauth::login::code_hash(APPID, &code);
+        let prefix: [u8; 4] = hash[..4].try_into().unwrap();
+        if let Some(earlier) = seen.insert(prefix, code.clone()) {
+            return (earlier, code);
+        }
+    }
+    unreachable!("the search ends when two prefixes meet")
+}
+
 /// A database from the first release is brought up to date when the server starts:
 /// its sessions still answer, and a retried code still finds its session.
 #[tokio::test]
