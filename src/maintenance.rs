@@ -186,4 +186,22 @@ mod tests {
         assert_eq!(purge(&db, now).await.unwrap(), Purged::default());
         db.close().await;
     }
+
+    /// Codes are purged oldest first: one that expires before the batch of live codes
+    /// recorded ahead of it waits for them, and goes with them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_code_expiring_out_of_order_goes_with_the_codes_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let now = 100 * DAY;
+        seed(&db, BATCH, now + DAY, now + 60).await;
+        seed(&db, 1, now + DAY, now - 60).await;
+
+        assert_eq!(purge(&db, now).await.unwrap(), Purged::default());
+        assert_eq!(count(&db, "login_codes").await, BATCH as i64 + 1);
+        let later = purge(&db, now + 60).await.unwrap();
+        assert_eq!(later.login_codes, BATCH + 1);
+        assert_eq!(count(&db, "login_codes").await, 0);
+        db.close().await;
+    }
 }
