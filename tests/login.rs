@@ -199,7 +199,11 @@ async fn codes_alike_in_the_first_bytes_of_their_hash_stay_apart() {
 
     assert_eq!(server.login_ok(&first).await["token"], one["token"]);
     assert_eq!(server.login_ok(&second).await["token"], two["token"]);
-    assert_eq!(server.mock.code2session_calls(), 2, "both retries were replays");
+    assert_eq!(
+        server.mock.code2session_calls(),
+        2,
+        "both retries were replays"
+    );
 }
 
 /// Two codes whose hashes begin with the same four bytes (among some 100,000 codes, a
