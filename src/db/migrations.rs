@@ -66,8 +66,8 @@ fn v2_fewer_pages_per_login(conn: &Connection) -> Result<(), DbError> {
 /// the last five minutes (`src/recent_codes.rs`), which points at the row; expired rows
 /// are deleted oldest first, in rowid order. A code's row no longer names its session:
 /// the session is found from the secret the row holds masked, as a token finds it, so a
-/// row that outlives its session (deleted with its user) leads nowhere rather than to a
-/// session that reused its id.
+/// row that outlives its session (purged a week after it ended) leads nowhere rather
+/// than to a session that reused its id.
 fn v3_login_codes_appended(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch(
         "CREATE TABLE login_codes_v3 (
