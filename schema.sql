@@ -2,8 +2,8 @@
 --
 -- Applied to a new database in one transaction; `PRAGMA user_version` records the
 -- version. Later versions add numbered migrations in src/db/migrations.rs instead of
--- editing this file's meaning for existing databases; the notes marked "v2" below say
--- what they changed.
+-- editing this file's meaning for existing databases; the notes marked "v2", "v3" and
+-- "v4" below say what they changed.
 --
 -- Times are Unix seconds (UTC). Secrets are never stored in the clear: sessions are
 -- found by the SHA-256 of their random id, and login codes by the SHA-256 of the code.
@@ -28,8 +28,11 @@ CREATE TABLE users (
     updated_at    INTEGER NOT NULL,
     UNIQUE (appid, openid)
 );
+-- v4: a last column `session_key BLOB`, the user's sealed session_key (formerly the
+-- table session_keys below), NULL while there is none.
 
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
+-- v4: dropped; users are listed in rowid order, the order they were created in.
 CREATE INDEX users_app_created ON users (appid, created_at);
 
 CREATE TABLE sessions (
@@ -88,6 +91,7 @@ CREATE UNIQUE INDEX service_keys_live_name ON service_keys (name) WHERE revoked_
 
 -- The latest WeChat session_key of each user, sealed with AES-256-GCM under a key derived
 -- from the key file's data key, bound to the user's public id. Replaced on every login.
+-- v4: dropped; the sealed key is the column `users.session_key`.
 CREATE TABLE session_keys (
     user_id     INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
     sealed      BLOB    NOT NULL,                -- 96-bit nonce, ciphertext, tag

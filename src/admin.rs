@@ -144,7 +144,7 @@ pub fn list_users(
     let position = match before {
         Some(id) => {
             let user = store::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id))?;
-            Some((user.created_at, user.id))
+            Some(user.id)
         }
         None => None,
     };

@@ -111,16 +111,30 @@ async fn fresh_login(
     }
     let wx = state.wechat.code2session(app, code).await?;
     // All of a login's randomness in one system call, and here rather than in the
-    // write: the writer is the one thread every login passes through.
+    // write: the writer is the one thread every login passes through. Two nonces for the
+    // session_key: one seals it for the new user this login may create, the other, on
+    // the writer, for the user the openid turns out to have already.
     let mut draw = random::Draw::<
-        { SessionSecret::RANDOM_LEN + 2 * random::ORDERED_ID_RANDOM_LEN + crypto::SEAL_NONCE_LEN },
+        {
+            SessionSecret::RANDOM_LEN
+                + 2 * random::ORDERED_ID_RANDOM_LEN
+                + 2 * crypto::SEAL_NONCE_LEN
+        },
     >::from_os();
     let secret = SessionSecret::new(draw.take());
     let now = state.clock.now();
     let ttl = secs(state.config.token_ttl);
     let max_expires_at = now.saturating_add(secs(state.config.session_max_age));
+    let user_public_id = random::ordered_id("u_", draw.take());
+    let session_key = wx.session_key;
     let new = NewLogin {
-        user_public_id: random::ordered_id("u_", draw.take()),
+        new_user_session_key: session_keys::seal(
+            &state.data_keys,
+            &user_public_id,
+            &session_key,
+            draw.take(),
+        ),
+        user_public_id,
         session_public_id: random::ordered_id("s_", draw.take()),
         appid: app.appid.clone(),
         openid: wx.openid,
@@ -134,20 +148,16 @@ async fn fresh_login(
         code_expires_at: now + CODE_LIFETIME_SECS,
         max_sessions: state.config.max_sessions_per_user,
     };
-    let session_key = wx.session_key;
-    // Should the write run again (another write in its batch failed), the key is
-    // sealed again with this nonce; only one of the two is ever committed.
-    let session_key_nonce = draw.take();
+    // Should the write run again (another write in its batch failed), it may seal with
+    // this nonce again; only one of its runs is ever committed.
+    let returning_nonce = draw.take();
     let keys = Arc::clone(&state.data_keys);
     let written = state
         .db
         .write(move |c| {
-            let written = store::record_login(c, &new)?;
-            // The newest session_key replaces the last, in the same transaction.
-            if let LoginWritten::Session { user, .. } = &written {
-                session_keys::save(c, &keys, user, &session_key, session_key_nonce, now)?;
-            }
-            Ok(written)
+            store::record_login(c, &new, &|public_id| {
+                session_keys::seal(&keys, public_id, &session_key, returning_nonce)
+            })
         })
         .await?;
     match written {

@@ -4,41 +4,29 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::OptionalExtension;
 
 use crate::app::AppState;
-use crate::clock::UnixTime;
 use crate::config::AppConfig;
 use crate::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
-use crate::db::DbError;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::secret::Secret;
 use crate::store::UserRow;
 
-/// Stores `session_key` as `user`'s latest, replacing the one before, sealed with
-/// `nonce` (fresh random bytes). Runs inside the login's write, so a login and its key
-/// are committed together.
-pub fn save(
-    conn: &Connection,
+/// `session_key` sealed for the user whose public id is `public_id`, with `nonce` (fresh
+/// random bytes), as a login stores it on the user's row (`users.session_key`).
+pub fn seal(
     keys: &DataKeys,
-    user: &UserRow,
+    public_id: &str,
     session_key: &Secret,
     nonce: [u8; SEAL_NONCE_LEN],
-    now: UnixTime,
-) -> Result<(), DbError> {
-    let sealed = keys.seal_with_nonce(
+) -> Vec<u8> {
+    keys.seal_with_nonce(
         nonce,
         Purpose::SessionKey,
-        user.public_id.as_bytes(),
+        public_id.as_bytes(),
         session_key.expose().as_bytes(),
-    );
-    conn.prepare_cached(
-        "INSERT INTO session_keys (user_id, sealed, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (user_id) DO UPDATE SET sealed = excluded.sealed, \
-         updated_at = excluded.updated_at",
-    )?
-    .execute(params![user.id, sealed, now])?;
-    Ok(())
+    )
 }
 
 /// The user's stored session_key; `None` when there is none or it cannot be opened
@@ -50,9 +38,10 @@ async fn load(state: &Arc<AppState>, user: &UserRow) -> Result<Option<Secret>, A
         .db
         .read(move |c| {
             Ok(
-                c.prepare_cached("SELECT sealed FROM session_keys WHERE user_id = ?1")?
+                c.prepare_cached("SELECT session_key FROM users WHERE id = ?1")?
                     .query_row([user_id], |r| r.get(0))
-                    .optional()?,
+                    .optional()?
+                    .flatten(),
             )
         })
         .await?;

@@ -233,28 +233,25 @@ pub fn users_by_openid(
 }
 
 /// Up to `limit` users, newest first, optionally of one app only, starting after the
-/// user `before` (a `(created_at, id)` position) when given.
+/// user whose row id is `before` when given. Users are never deleted, so the order of
+/// their row ids is the order they were created in.
 pub fn list_users(
     conn: &Connection,
     appid: Option<&str>,
-    before: Option<(UnixTime, i64)>,
+    before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<UserRow>, DbError> {
-    // Spelled out per case so SQLite can walk `users_app_created` for one app.
     let mut sql = String::from(concat!("SELECT ", user_columns!(), " FROM users u WHERE 1"));
     if appid.is_some() {
         sql.push_str(" AND u.appid = ?1");
     }
     if before.is_some() {
-        sql.push_str(" AND (u.created_at, u.id) < (?2, ?3)");
+        sql.push_str(" AND u.id < ?2");
     }
-    sql.push_str(" ORDER BY u.created_at DESC, u.id DESC LIMIT ?4");
-    let (before_at, before_id) = before.unzip();
+    sql.push_str(" ORDER BY u.id DESC LIMIT ?3");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map(params![appid, before_at, before_id, limit], |r| {
-            user_from_row(r, 0)
-        })?
+        .query_map(params![appid, before, limit], |r| user_from_row(r, 0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -345,6 +342,8 @@ pub struct NewLogin {
     pub secret_hash: Vec<u8>,
     pub code_hash: [u8; 32],
     pub sealed_sid: Vec<u8>,
+    /// The login's session_key sealed for `user_public_id`, stored with a new user.
+    pub new_user_session_key: Vec<u8>,
     pub now: UnixTime,
     pub expires_at: UnixTime,
     pub max_expires_at: UnixTime,
@@ -367,19 +366,27 @@ pub enum LoginWritten {
     Banned(UserRow),
 }
 
-/// Finds or creates the user, creates the session, evicts sessions beyond the cap and
-/// remembers the code. Runs inside the writer's transaction.
-pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten, DbError> {
+/// Finds or creates the user, stores the login's session_key on it as the user's
+/// latest, creates the session, evicts sessions beyond the cap and remembers the code.
+/// Runs inside the writer's transaction. A user who already exists gets the session_key
+/// that `seal_session_key` seals for their public id.
+pub fn record_login(
+    conn: &Connection,
+    login: &NewLogin,
+    seal_session_key: &dyn Fn(&str) -> Vec<u8>,
+) -> Result<LoginWritten, DbError> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO users (public_id, appid, openid, unionid, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (appid, openid) DO NOTHING",
+            "INSERT INTO users (public_id, appid, openid, unionid, session_key, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+             ON CONFLICT (appid, openid) DO NOTHING",
         )?
         .execute(params![
             login.user_public_id,
             login.appid,
             login.openid,
             login.unionid,
+            login.new_user_session_key,
             login.now
         ])?;
     let new_user = inserted == 1;
@@ -412,6 +419,10 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
     };
     if user.is_banned(login.now) {
         return Ok(LoginWritten::Banned(user));
+    }
+    if !new_user {
+        conn.prepare_cached("UPDATE users SET session_key = ?2 WHERE id = ?1")?
+            .execute(params![user.id, seal_session_key(&user.public_id)])?;
     }
 
     conn.prepare_cached(
@@ -635,12 +646,17 @@ mod tests {
             secret_hash: vec![now as u8; 38],
             code_hash: [code_hash; 32],
             sealed_sid: vec![sealed; 16],
+            new_user_session_key: format!("key of new u_{now}").into_bytes(),
             now,
             expires_at: now + 100,
             max_expires_at: now + 1000,
             code_expires_at: now + 300,
             max_sessions: 10,
         }
+    }
+
+    fn no_seal(public_id: &str) -> Vec<u8> {
+        format!("key of returning {public_id}").into_bytes()
     }
 
     fn code_row(written: LoginWritten) -> i64 {
@@ -656,9 +672,9 @@ mod tests {
     fn a_login_code_is_found_by_its_row_and_hash_until_it_expires() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let first = code_row(record_login(&conn, &login(1, 0xa1, 10)).unwrap());
-        let again = code_row(record_login(&conn, &login(1, 0xb2, 20)).unwrap());
-        let other = code_row(record_login(&conn, &login(2, 0xc3, 30)).unwrap());
+        let first = code_row(record_login(&conn, &login(1, 0xa1, 10), &no_seal).unwrap());
+        let again = code_row(record_login(&conn, &login(1, 0xb2, 20), &no_seal).unwrap());
+        let other = code_row(record_login(&conn, &login(2, 0xc3, 30), &no_seal).unwrap());
         assert!(first < again && again < other, "appended in order");
 
         let found = |id, hash: u8, now| {
@@ -676,6 +692,34 @@ mod tests {
         let mut live = Vec::new();
         each_live_login_code(&conn, 315, |id, hash| live.push((id, hash[0]))).unwrap();
         assert_eq!(live, [(again, 1), (other, 2)]);
+    }
+
+    /// A new user's row is inserted with its session_key; a returning user's is replaced
+    /// by the one sealed for their public id, which a new user's login does not ask for.
+    #[test]
+    fn a_login_stores_the_users_latest_session_key_on_their_row() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        let stored = |conn: &Connection| -> Vec<String> {
+            conn.prepare("SELECT public_id || ': ' || session_key FROM users ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let sealed_for = std::cell::RefCell::new(Vec::new());
+        let seal = |public_id: &str| {
+            sealed_for.borrow_mut().push(public_id.to_owned());
+            no_seal(public_id)
+        };
+        record_login(&conn, &login(1, 0, 10), &seal).unwrap();
+        assert_eq!(stored(&conn), ["u_10: key of new u_10"]);
+        assert!(sealed_for.borrow().is_empty(), "{:?}", sealed_for.borrow());
+
+        record_login(&conn, &login(2, 0, 20), &seal).unwrap();
+        assert_eq!(stored(&conn), ["u_10: key of returning u_10"]);
+        assert_eq!(*sealed_for.borrow(), ["u_10"]);
     }
 
     #[test]

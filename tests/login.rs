@@ -222,12 +222,14 @@ fn codes_sharing_a_hash_prefix() -> (String, String) {
 }
 
 /// A database from the first release is brought up to date when the server starts:
-/// its sessions still answer, and a retried code still finds its session.
+/// its sessions still answer, a retried code still finds its session, and a user's
+/// stored session_key still opens their legacy encrypted data.
 #[tokio::test]
 async fn a_version_1_database_keeps_its_sessions_and_codes_across_the_upgrade() {
     let mut server = TestServer::start().await;
     let first = server.login_ok("code-before-the-upgrade").await;
     let token = first["token"].as_str().unwrap().to_owned();
+    let legacy = server.token("dev:before-the-upgrade").await;
     server.restart_after(rewrite_as_version_1).await;
     let version: i64 = server
         .db()
@@ -246,12 +248,31 @@ async fn a_version_1_database_keeps_its_sessions_and_codes_across_the_upgrade() 
     assert_eq!(session["user"]["id"], first["user"]["id"], "{session}");
     let again = server.login_ok("code-before-the-upgrade").await;
     assert_eq!(again["token"], first["token"]);
-    assert_eq!(server.mock.code2session_calls(), 1);
+    assert_eq!(server.mock.code2session_calls(), 2);
+
+    let payload = server.open_data("before-the-upgrade", "phone").await;
+    let response = server
+        .post_json("/v1/me/phone", &payload, Some(&legacy))
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let tables: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('session_keys', 'users_app_created')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        tables, 0,
+        "version 4 keeps the session_key on the user's row"
+    );
 }
 
 /// Replaces the database in `data` by one made from `schema.sql` (version 1) holding the
 /// same rows, as a server of the first release would have left it. Version 1 named each
-/// code's session; the caller logged in once, so that is the newest session.
+/// code's session; the caller logged in with a code once, so that is the oldest session,
+/// and kept each user's session_key in a table of its own.
 fn rewrite_as_version_1(data: &std::path::Path) {
     let path = data.join(wxauth::datadir::DATABASE_FILE);
     let old = data.join("version-1.db");
@@ -262,13 +283,16 @@ fn rewrite_as_version_1(data: &std::path::Path) {
         v1.execute("ATTACH ?1 AS current", [path.to_str().unwrap()])
             .unwrap();
         v1.execute_batch(
-            "INSERT INTO main.users SELECT * FROM current.users;
+            "INSERT INTO main.users SELECT id, public_id, appid, openid, unionid, nickname,
+                 avatar_url, gender, country, province, city, language, phone,
+                 banned_until, ban_reason, created_at, updated_at FROM current.users;
              INSERT INTO main.sessions SELECT * FROM current.sessions;
-             INSERT INTO main.session_keys SELECT * FROM current.session_keys;
+             INSERT INTO main.session_keys SELECT id, session_key, updated_at
+                 FROM current.users;
              INSERT INTO main.login_codes
-                 SELECT code_hash, (SELECT max(id) FROM current.sessions), sealed_sid,
+                 SELECT code_hash, (SELECT min(id) FROM current.sessions), sealed_sid,
                      new_user, expires_at
-                 FROM current.login_codes;
+                 FROM current.login_codes WHERE id = 1;
              DETACH current;",
         )
         .unwrap();

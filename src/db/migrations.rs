@@ -10,8 +10,11 @@ use super::DbError;
 pub(super) type Migration = (i64, fn(&Connection) -> Result<(), DbError>);
 
 /// Every step, in order.
-pub(super) const MIGRATIONS: &[Migration] =
-    &[(2, v2_fewer_pages_per_login), (3, v3_login_codes_appended)];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    (2, v2_fewer_pages_per_login),
+    (3, v3_login_codes_appended),
+    (4, v4_session_key_on_the_user),
+];
 
 /// Version 2: a login writes fewer pages.
 ///
@@ -85,6 +88,24 @@ fn v3_login_codes_appended(conn: &Connection) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Version 4: a new user's login inserts one row fewer and grows one index fewer.
+///
+/// - The user's sealed session_key moves from a table of its own (`session_keys`, one
+///   more b-tree for every login to insert into) onto the user's row, in the column
+///   `session_key`; a user without one has `NULL` there.
+/// - `users_app_created` goes. It served `wxauth users list` alone, which now lists in
+///   rowid order: users are never deleted, so that is the order they were created in.
+fn v4_session_key_on_the_user(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(
+        "ALTER TABLE users ADD COLUMN session_key BLOB;
+         UPDATE users SET session_key =
+             (SELECT sealed FROM session_keys k WHERE k.user_id = users.id);
+         DROP TABLE session_keys;
+         DROP INDEX users_app_created;",
+    )?;
+    Ok(())
+}
+
 /// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that
 /// leave every stored row valid and its encoding unchanged, such as an equivalent CHECK
 /// constraint. This is SQLite's documented procedure for such changes: edit
@@ -128,7 +149,8 @@ mod tests {
     use super::super::{SCHEMA, SCHEMA_VERSION, migrate};
     use super::*;
 
-    /// A database as version 1 left it, with a user, a session and its login code.
+    /// A database as version 1 left it: two users, one with a session_key, a session and
+    /// its login codes.
     fn version_1(schema: &str) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
@@ -136,7 +158,8 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute_batch(
             "INSERT INTO users (id, public_id, appid, openid, gender, created_at, updated_at)
-                 VALUES (1, 'u_1', 'wx1', 'o1', 2, 10, 10);
+                 VALUES (1, 'u_1', 'wx1', 'o1', 2, 10, 10), (2, 'u_2', 'wx1', 'o2', 0, 11, 11);
+             INSERT INTO session_keys VALUES (1, x'5eed', 10);
              INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, expires_at,
                  max_expires_at, last_seen_at) VALUES (7, 's_7', x'01', 1, 10, 20, 30, 10);
              INSERT INTO login_codes VALUES (x'aa', 7, x'0102', 1, 300);
@@ -181,6 +204,30 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 0, "a login appends its code to the table alone");
+
+        let keys: Vec<(String, Option<Vec<u8>>)> = conn
+            .prepare("SELECT public_id, session_key FROM users ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            keys,
+            [("u_1".into(), Some(vec![0x5e, 0xed])), ("u_2".into(), None)]
+        );
+        let gone: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema \
+                 WHERE name IN ('session_keys', 'users_app_created')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            gone, 0,
+            "a new user's login inserts into one b-tree fewer for each"
+        );
 
         for (sql, allowed) in [
             ("UPDATE users SET gender = 0", true),

@@ -157,7 +157,6 @@ impl TestServer {
             "SELECT * FROM users ORDER BY id",
             "SELECT * FROM sessions ORDER BY id",
             "SELECT * FROM login_codes ORDER BY code_hash",
-            "SELECT * FROM session_keys ORDER BY user_id",
             "SELECT id, user_id, content_type, sha256, created_at FROM avatars ORDER BY id",
         ] {
             let mut stmt = db.prepare(sql).unwrap();
