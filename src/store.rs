@@ -655,7 +655,7 @@ mod tests {
         }
     }
 
-    fn no_seal(public_id: &str) -> Vec<u8> {
+    fn sealed_for_returning(public_id: &str) -> Vec<u8> {
         format!("key of returning {public_id}").into_bytes()
     }
 
@@ -672,9 +672,12 @@ mod tests {
     fn a_login_code_is_found_by_its_row_and_hash_until_it_expires() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
-        let first = code_row(record_login(&conn, &login(1, 0xa1, 10), &no_seal).unwrap());
-        let again = code_row(record_login(&conn, &login(1, 0xb2, 20), &no_seal).unwrap());
-        let other = code_row(record_login(&conn, &login(2, 0xc3, 30), &no_seal).unwrap());
+        let first =
+            code_row(record_login(&conn, &login(1, 0xa1, 10), &sealed_for_returning).unwrap());
+        let again =
+            code_row(record_login(&conn, &login(1, 0xb2, 20), &sealed_for_returning).unwrap());
+        let other =
+            code_row(record_login(&conn, &login(2, 0xc3, 30), &sealed_for_returning).unwrap());
         assert!(first < again && again < other, "appended in order");
 
         let found = |id, hash: u8, now| {
@@ -711,7 +714,7 @@ mod tests {
         let sealed_for = std::cell::RefCell::new(Vec::new());
         let seal = |public_id: &str| {
             sealed_for.borrow_mut().push(public_id.to_owned());
-            no_seal(public_id)
+            sealed_for_returning(public_id)
         };
         record_login(&conn, &login(1, 0, 10), &seal).unwrap();
         assert_eq!(stored(&conn), ["u_10: key of new u_10"]);

@@ -224,10 +224,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(
-            gone, 0,
-            "a new user's login inserts into one b-tree fewer for each"
-        );
+        assert_eq!(gone, 0, "the table and the index are dropped");
 
         for (sql, allowed) in [
             ("UPDATE users SET gender = 0", true),
