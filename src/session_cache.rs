@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -32,8 +33,8 @@ const SHARDS: usize = 16;
 pub struct Found {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
-    /// Answers made from these rows, shared by every request served from the same copy.
-    pub rendered: Arc<Rendered>,
+    /// What every request served from the same copy shares.
+    pub copy: Arc<CopyState>,
 }
 
 impl Found {
@@ -42,20 +43,36 @@ impl Found {
         Found {
             session: Arc::new(session),
             user: Arc::new(user),
-            rendered: Arc::default(),
+            copy: Arc::default(),
         }
     }
 }
 
-/// Parts of answers that depend only on a session and its user, each made by the first
-/// request that needs it. Making them was the largest part of an authenticated request's
-/// own work; a copy whose rows change is replaced, and these with it.
+/// What the requests served from one copy of a session and its user share; a copy whose
+/// rows change is replaced, and this with it.
+///
+/// The answers' parts that depend only on those rows are each made by the first request
+/// that needs them: making them was the largest part of an authenticated request's own
+/// work.
 #[derive(Debug, Default)]
-pub struct Rendered {
+pub struct CopyState {
     /// The `GET /v1/session` body.
     pub session_info: OnceLock<Bytes>,
     /// The identity headers of `/v1/auth/forward`.
     pub identity_headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
+    /// Whether a request has queued the update of the session's `last_seen_at`. Every
+    /// request served from the copy sees the same stale time until that update commits
+    /// and replaces the copy; without this, each of them queued an update of its own.
+    /// An update the writer's full queue refused is tried again from the next copy, read
+    /// within [`MAX_COPY_AGE`].
+    touch_queued: AtomicBool,
+}
+
+impl CopyState {
+    /// True for the first caller only: the one to queue the update of `last_seen_at`.
+    pub fn claim_touch(&self) -> bool {
+        !self.touch_queued.swap(true, Ordering::Relaxed)
+    }
 }
 
 /// One separately locked part of the cache.
@@ -177,6 +194,14 @@ impl SessionCache {
 mod tests {
     use super::*;
     use crate::db::Db;
+
+    #[test]
+    fn one_request_per_copy_claims_the_touch() {
+        let copy = found(1, 1).copy;
+        assert!(copy.claim_touch());
+        assert!(!copy.claim_touch());
+        assert!(found(1, 1).copy.claim_touch(), "a new copy claims afresh");
+    }
 
     fn found(session: i64, user: i64) -> Found {
         Found::new(

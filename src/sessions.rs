@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::session_cache::{Found, Rendered};
+use crate::session_cache::{CopyState, Found};
 use crate::store::{self, RevokeReason, SessionRow, UserRow};
 use crate::token::SessionSecret;
 
@@ -19,9 +19,8 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub struct Authenticated {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
-    /// Answers made from the session and user, shared with other requests served from
-    /// the same copy in memory.
-    pub rendered: Arc<Rendered>,
+    /// What the requests served from the same copy in memory share.
+    pub copy: Arc<CopyState>,
     /// The secret from the token, to sign a fresh token for the same session.
     pub secret: SessionSecret,
 }
@@ -116,14 +115,14 @@ pub async fn authenticate_token(
     let Found {
         session,
         user,
-        rendered,
+        copy,
     } = find_session(state, &secret).await?;
     let now = state.clock.now();
     check_live(&session, now)?;
     if user.is_banned(now) {
         return Err(banned(&user));
     }
-    if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+    if now - session.last_seen_at >= TOUCH_EVERY_SECS && copy.claim_touch() {
         let id = session.id;
         state
             .db
@@ -132,7 +131,7 @@ pub async fn authenticate_token(
     Ok(Authenticated {
         session,
         user,
-        rendered,
+        copy,
         secret,
     })
 }

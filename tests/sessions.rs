@@ -351,6 +351,53 @@ async fn last_seen_is_kept_coarsely() {
     assert_eq!(answered, "2026-11-30T11:00:00Z");
 }
 
+/// Every request served from the copy in memory of a stale session sees the same old
+/// `last_seen_at`, until its update commits; only the first of them queues the update.
+/// Another connection holds the write lock meanwhile, so that the update cannot land
+/// while the requests come in.
+#[tokio::test]
+async fn a_stale_last_seen_is_updated_once_however_many_requests_see_it() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:rhea").await;
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    let before = writes_committed(&server).await;
+    server.clock.advance(Duration::from_secs(3600));
+
+    let holder = server.db_rw();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for _ in 0..20 {
+        assert_eq!(session_status(&server, &token).await.0, 200);
+    }
+    holder.execute_batch("COMMIT").unwrap();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = server
+            .db()
+            .query_row("SELECT last_seen_at FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        if seen == common::START + 3600 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, common::START + 3600);
+    // Any further update would have been queued with the first and committed with it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writes_committed(&server).await - before, 1.0);
+}
+
+/// The writes the server has committed, from its metrics.
+async fn writes_committed(server: &TestServer) -> f64 {
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("wxauth_db_write_batch_size_sum ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no write count in {text}"))
+}
+
 async fn session_info(server: &TestServer, token: &str) -> Value {
     let response = server.get("/v1/session", Some(token)).await;
     assert_eq!(response.status(), 200);

@@ -35,11 +35,11 @@ pub async fn forward(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    let identity = match auth.rendered.identity_headers.get() {
+    let identity = match auth.copy.identity_headers.get() {
         Some(identity) => identity,
         None => {
             let identity = identity_headers(&auth)?;
-            auth.rendered.identity_headers.get_or_init(|| identity)
+            auth.copy.identity_headers.get_or_init(|| identity)
         }
     };
     let mut response = reply::reply().into_response();

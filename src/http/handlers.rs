@@ -107,7 +107,7 @@ pub async fn session(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    let body = auth.rendered.session_info.get_or_init(|| {
+    let body = auth.copy.session_info.get_or_init(|| {
         to_json(&SessionInfo {
             user: UserView::from(&*auth.user),
             session: (&*auth.session).into(),
