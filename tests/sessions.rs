@@ -324,19 +324,8 @@ async fn last_seen_is_kept_coarsely() {
     let token = server.token("dev:quinn").await;
     server.clock.advance(Duration::from_secs(3600));
     assert_eq!(session_status(&server, &token).await.0, 200);
-    // The update is queued behind the request; wait for it to land.
-    let mut seen = 0;
-    for _ in 0..100 {
-        seen = server
-            .db()
-            .query_row("SELECT last_seen_at FROM sessions", [], |r| r.get(0))
-            .unwrap();
-        if seen == common::START + 3600 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen, common::START + 3600);
+    // The update is queued behind the request.
+    wait_for_last_seen(&server, common::START + 3600).await;
     // The answer, made once per copy in memory, follows the update. (The update's
     // commit is visible to the query above a moment before the server marks its copy
     // stale, hence a few tries.)
@@ -369,21 +358,26 @@ async fn a_stale_last_seen_is_updated_once_however_many_requests_see_it() {
         assert_eq!(session_status(&server, &token).await.0, 200);
     }
     holder.execute_batch("COMMIT").unwrap();
+    wait_for_last_seen(&server, common::START + 3600).await;
+    // Any further update would have been queued with the first and committed with it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writes_committed(&server).await - before, 1.0);
+}
+
+/// Waits for the one session's stored `last_seen_at` to become `expected`.
+async fn wait_for_last_seen(server: &TestServer, expected: i64) {
     let mut seen = 0;
     for _ in 0..100 {
         seen = server
             .db()
             .query_row("SELECT last_seen_at FROM sessions", [], |r| r.get(0))
             .unwrap();
-        if seen == common::START + 3600 {
-            break;
+        if seen == expected {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(seen, common::START + 3600);
-    // Any further update would have been queued with the first and committed with it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(writes_committed(&server).await - before, 1.0);
+    assert_eq!(seen, expected, "last_seen_at was not updated");
 }
 
 /// The writes the server has committed, from its metrics.
