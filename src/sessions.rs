@@ -14,6 +14,16 @@ use crate::token::SessionSecret;
 /// from writing on every call.
 const TOUCH_EVERY_SECS: i64 = 60;
 
+/// Each session waits up to this much longer than `TOUCH_EVERY_SECS`, by its id, so that
+/// sessions created or updated in the same second do not all come due in the same
+/// second again, every minute, as one burst of writes to scattered pages.
+const TOUCH_SPREAD_SECS: i64 = 60;
+
+/// Whether a request at `now` should update the session's `last_seen_at`.
+fn touch_due(session: &SessionRow, now: UnixTime) -> bool {
+    now - session.last_seen_at >= TOUCH_EVERY_SECS + session.id.rem_euclid(TOUCH_SPREAD_SECS)
+}
+
 /// A request's verified identity.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -122,7 +132,7 @@ pub async fn authenticate_token(
     if user.is_banned(now) {
         return Err(banned(&user));
     }
-    if now - session.last_seen_at >= TOUCH_EVERY_SECS && copy.claim_touch() {
+    if touch_due(&session, now) && copy.claim_touch() {
         let id = session.id;
         state
             .db
@@ -241,6 +251,24 @@ mod tests {
         let err = check_live(&revoked, 10).unwrap_err();
         assert_eq!(err.code, ErrorCode::SessionRevoked);
         assert!(err.message.contains("too many devices"));
+    }
+
+    #[test]
+    fn touches_come_due_between_one_and_two_minutes_by_session() {
+        let seen_at_zero = |id| SessionRow {
+            id,
+            ..session(10_000)
+        };
+        // (session id, the first second after its last stamp at which it is due)
+        for (id, due) in [(60, 60), (1, 61), (59, 119), (12_345, 105)] {
+            assert!(!touch_due(&seen_at_zero(id), due - 1), "session {id}");
+            assert!(touch_due(&seen_at_zero(id), due), "session {id}");
+        }
+        // Sessions made one after another come due in different seconds.
+        let due: std::collections::HashSet<_> = (1..=60)
+            .map(|id| (0..).find(|&t| touch_due(&seen_at_zero(id), t)).unwrap())
+            .collect();
+        assert_eq!(due.len(), 60);
     }
 
     #[test]

@@ -364,6 +364,30 @@ async fn a_stale_last_seen_is_updated_once_however_many_requests_see_it() {
     assert_eq!(writes_committed(&server).await - before, 1.0);
 }
 
+/// A session's `last_seen_at` comes due a minute and its own share of a second minute
+/// after it was stamped, by the session's id, so that sessions stamped in the same second
+/// do not all come due together.
+#[tokio::test]
+async fn a_session_comes_due_for_its_last_seen_update_at_its_own_second() {
+    let server = TestServer::start().await;
+    let token = server.token("dev:rosa").await;
+    let id: i64 = server
+        .db()
+        .query_row("SELECT id FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    let due = 60 + id % 60;
+    let before = writes_committed(&server).await;
+
+    server.clock.advance(Duration::from_secs(due as u64 - 1));
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    server.clock.advance(Duration::from_secs(1));
+    assert_eq!(session_status(&server, &token).await.0, 200);
+    wait_for_last_seen(&server, common::START + due).await;
+    // Had the first request queued an update too, it would have been committed first.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writes_committed(&server).await - before, 1.0);
+}
+
 /// Waits for the one session's stored `last_seen_at` to become `expected`.
 async fn wait_for_last_seen(server: &TestServer, expected: i64) {
     let mut seen = 0;
