@@ -10,7 +10,7 @@ use crate::session_cache::{CopyState, Found};
 use crate::store::{self, RevokeReason, SessionRow, UserRow};
 use crate::token::SessionSecret;
 
-/// How stale `last_seen_at` may get before a request updates it; keeps the hot path
+/// The least time between two updates of a session's `last_seen_at`; keeps the hot path
 /// from writing on every call.
 const TOUCH_EVERY_SECS: i64 = 60;
 
