@@ -3,13 +3,7 @@
 
 mod common;
 
-use common::{APPID, TestServer};
-
-/// The value of the sample `line` names (everything before the last space), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use common::{APPID, TestServer, metric_sample as sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_logins_upstream_calls_and_requests() {

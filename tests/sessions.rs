@@ -358,10 +358,8 @@ async fn a_stale_last_seen_is_updated_once_however_many_requests_see_it() {
         assert_eq!(session_status(&server, &token).await.0, 200);
     }
     holder.execute_batch("COMMIT").unwrap();
-    wait_for_last_seen(&server, common::START + 3600).await;
     // Any further update would have been queued with the first and committed with it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(writes_committed(&server).await - before, 1.0);
+    assert_last_seen_updated_once(&server, common::START + 3600, before).await;
 }
 
 /// A session's `last_seen_at` comes due a minute and its own share of a second minute
@@ -386,10 +384,8 @@ async fn a_session_comes_due_for_its_last_seen_update_at_its_own_second() {
     assert_eq!(session_status(&server, &token).await.0, 200);
     server.clock.advance(Duration::from_secs(1));
     assert_eq!(session_status(&server, &token).await.0, 200);
-    wait_for_last_seen(&server, common::START + due).await;
     // Had the first request queued an update too, it would have been committed first.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(writes_committed(&server).await - before, 1.0);
+    assert_last_seen_updated_once(&server, common::START + due, before).await;
 }
 
 /// Waits for the one session's stored `last_seen_at` to become `expected`.
@@ -408,15 +404,19 @@ async fn wait_for_last_seen(server: &TestServer, expected: i64) {
     assert_eq!(seen, expected, "last_seen_at was not updated");
 }
 
+/// Waits for the stored `last_seen_at` to become `expected`, then checks, a moment later
+/// for any write still on its way, that exactly one write was committed since the
+/// server's metrics counted `before`.
+async fn assert_last_seen_updated_once(server: &TestServer, expected: i64, before: f64) {
+    wait_for_last_seen(server, expected).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writes_committed(server).await - before, 1.0);
+}
+
 /// The writes the server has committed, from its metrics.
 async fn writes_committed(server: &TestServer) -> f64 {
     let text = server.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("wxauth_db_write_batch_size_sum ")?
-                .parse()
-                .ok()
-        })
+    common::metric_sample(&text, "wxauth_db_write_batch_size_sum")
         .unwrap_or_else(|| panic!("no write count in {text}"))
 }
 

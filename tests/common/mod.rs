@@ -220,6 +220,13 @@ impl TestServer {
 }
 
 /// Reads an error response and returns (status, code).
+/// The value of the sample `series` names (everything before the value) in Prometheus
+/// text, if present.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
