@@ -115,6 +115,7 @@ pub struct App {
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
+    other_commits: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     backups: Option<JoinHandle<()>>,
     metrics_server: Option<MetricsServer>,
@@ -231,6 +232,7 @@ impl App {
             keyring: RwLock::new(Arc::new(keyring)),
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
+        let other_commits = tokio::spawn(Arc::clone(&state.db).watch_other_commits());
         let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&state)));
         let backups = state.config.backup_interval.map(|every| {
             let schedule = crate::backup::Schedule {
@@ -266,6 +268,7 @@ impl App {
             stop: Some(stop),
             serving,
             key_watch,
+            other_commits,
             maintenance,
             backups,
             metrics_server,
@@ -301,6 +304,7 @@ impl App {
             let _ = metrics.serving.await;
         }
         self.key_watch.abort();
+        self.other_commits.abort();
         self.maintenance.abort();
         if let Some(backups) = &self.backups {
             backups.abort();

@@ -97,6 +97,7 @@ pub struct Metrics {
     upstream_calls: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
     write_batch: Histogram,
+    session_reads: Counter,
     live_sessions: Gauge,
     users: Family<AppLabels, Gauge>,
     scheduled_backups: Family<ResultLabels, Counter>,
@@ -168,6 +169,12 @@ impl Metrics {
             "Writes committed together in one database transaction",
             write_batch.clone(),
         );
+        let session_reads = Counter::default();
+        registry.register(
+            "session_reads",
+            "Sessions an authenticated request read from the database, having no usable copy in memory",
+            session_reads.clone(),
+        );
         let live_sessions = Gauge::default();
         registry.register(
             "sessions_live",
@@ -195,6 +202,7 @@ impl Metrics {
             upstream_calls,
             upstream_seconds,
             write_batch,
+            session_reads,
             live_sessions,
             users,
             routes: Default::default(),
@@ -261,6 +269,11 @@ impl Metrics {
         self.scheduled_backups
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// Records that a request read its session from the database, not from a copy.
+    pub fn session_read(&self) {
+        self.session_reads.inc();
     }
 
     /// A callback for the database writer that records each committed batch's size.
@@ -397,6 +410,7 @@ mod tests {
             Duration::from_millis(20),
         );
         (metrics.batch_observer())(3);
+        metrics.session_read();
         let text = metrics.render(&db, 0).await.unwrap();
         for line in [
             "wxauth_http_requests_total{route=\"/v1/login\",status=\"200\"} 1",
@@ -410,6 +424,7 @@ mod tests {
             "wxauth_logins_total{app=\"wx1\",result=\"invalid_code\"} 1",
             "wxauth_upstream_calls_total{api=\"jscode2session\",result=\"rate_limited\"} 1",
             "wxauth_db_write_batch_size_count 1",
+            "wxauth_session_reads_total 1",
             "wxauth_sessions_live 0",
             "# EOF",
         ] {

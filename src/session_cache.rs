@@ -2,28 +2,33 @@
 //! requests need no trip to a database thread: that trip (a queue hand-off, two thread
 //! wake-ups and the query) was over a quarter of such a request's CPU time.
 //!
-//! A copy is used only while the server's own commits have not touched its rows
-//! ([`Changes`]), and for [`MAX_COPY_AGE`] at most, which the admin commands wait out
-//! after each change while a server runs. So a logout, a revocation, an eviction, a ban
-//! or a profile change, whether made through the API or an admin command, is seen by the
-//! very next request, exactly as without the copy. A change made behind wxauth's back
-//! (an `UPDATE` in the `sqlite3` shell) is seen within [`MAX_COPY_AGE`].
+//! A copy is used only while nothing has changed its rows ([`Changes`]): no commit of
+//! the server's touched them, and the writer's latest look for other processes'
+//! commits, begun less than [`MAX_EXTERNAL_LAG`](crate::db::MAX_EXTERNAL_LAG) ago, found
+//! none since the copy was read. The admin commands wait that lag out after each change
+//! while a server runs. So a logout, a revocation, an eviction, a ban or a profile
+//! change, whether made through the API or an admin command, is seen by the very next
+//! request, exactly as without the copy. A change made behind wxauth's back (an `UPDATE`
+//! in the `sqlite3` shell) is seen within that lag. However unchanged, a copy is read
+//! again after [`MAX_COPY_AGE`]: a bound on any change these checks could miss.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use warp::http::{HeaderName, HeaderValue};
 
-use crate::db::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
+use crate::db::{ChangedRow, Changes, Mark};
 use crate::store::{SessionRow, UserRow};
 
 /// Copies kept at most: a few MiB, which covers far more sessions than are active within
 /// [`MAX_COPY_AGE`] on the servers wxauth is for.
 const CAPACITY: usize = 16_384;
+/// The longest a copy is used, counted from before it was read.
+const MAX_COPY_AGE: Duration = Duration::from_secs(60);
 /// Separately locked parts, so that requests on different threads rarely wait on each
 /// other.
 const SHARDS: usize = 16;
@@ -63,8 +68,7 @@ pub struct CopyState {
     /// Whether a request has queued the update of the session's `last_seen_at`. Every
     /// request served from the copy sees the same stale time until that update commits
     /// and replaces the copy; without this, each of them queued an update of its own.
-    /// An update the writer's full queue refused is tried again from the next copy, read
-    /// within [`MAX_COPY_AGE`].
+    /// An update the writer's full queue refused is tried again from the next copy.
     touch_queued: AtomicBool,
 }
 
@@ -144,6 +148,8 @@ impl SessionCache {
     /// The copy for `secret_hash`, if there is one and it is still what the database
     /// holds.
     pub fn get(&self, secret_hash: &[u8; 32]) -> Option<Found> {
+        self.changes.want_looks();
+        let now = Instant::now();
         let (found, ticket) = {
             let shard = self
                 .shard(secret_hash)
@@ -152,7 +158,7 @@ impl SessionCache {
             let entry = shard.get(secret_hash)?;
             (entry.found.clone(), entry.ticket)
         };
-        if ticket.at.elapsed() >= MAX_COPY_AGE {
+        if now.saturating_duration_since(ticket.at) >= MAX_COPY_AGE {
             return None;
         }
         let rows = [
@@ -160,7 +166,7 @@ impl SessionCache {
             ChangedRow::User(found.user.id),
         ];
         self.changes
-            .unchanged_since(ticket.mark, &rows)
+            .unchanged_since(ticket.mark, &rows, now)
             .then_some(found)
     }
 
@@ -247,6 +253,9 @@ mod tests {
         for (n, session, user) in [(1, 10, 1), (2, 20, 2)] {
             cache.insert(key(n), found(session, user), cache.ticket());
         }
+        // Copies are used only within a while of the latest look for other processes'
+        // commits; each check here comes right after one.
+        db.look_for_other_commits().await.unwrap();
         assert_eq!(cache.get(&key(1)).unwrap().session.id, 10);
         assert!(cache.get(&key(3)).is_none());
 
@@ -259,6 +268,7 @@ mod tests {
         update("UPDATE users SET nickname = 'n' WHERE id = 1")
             .await
             .unwrap();
+        db.look_for_other_commits().await.unwrap();
         assert!(cache.get(&key(1)).is_none(), "the user changed");
         assert!(cache.get(&key(2)).is_some(), "another user's copy stays");
 
@@ -286,6 +296,7 @@ mod tests {
         }
         assert!(cache.len() <= CAPACITY, "{} copies", cache.len());
         let last = key(CAPACITY as u16 + 999);
+        db.look_for_other_commits().await.unwrap();
         assert!(cache.get(&last).is_some());
 
         cache
@@ -297,6 +308,39 @@ mod tests {
             .ticket
             .at -= MAX_COPY_AGE;
         assert!(cache.get(&last).is_none(), "too old");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn another_connections_commit_makes_every_copy_stale_at_the_next_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let cache = SessionCache::new(Arc::clone(db.changes()));
+        cache.insert(key(1), found(10, 1), cache.ticket());
+        db.look_for_other_commits().await.unwrap();
+        assert!(cache.get(&key(1)).is_some());
+
+        // The server's own commits leave copies of other rows alone.
+        db.write(|c| {
+            c.execute("CREATE TABLE by_the_server (x INTEGER)", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        db.look_for_other_commits().await.unwrap();
+        assert!(cache.get(&key(1)).is_some(), "only the server wrote");
+
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute("CREATE TABLE elsewhere (x INTEGER)", [])
+            .unwrap();
+        assert!(cache.get(&key(1)).is_some(), "not looked for yet");
+        db.look_for_other_commits().await.unwrap();
+        assert!(cache.get(&key(1)).is_none(), "another process committed");
+        cache.insert(key(1), found(10, 1), cache.ticket());
+        assert!(cache.get(&key(1)).is_some(), "read after the look");
+        drop(other);
         db.close().await;
     }
 }

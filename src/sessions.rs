@@ -168,6 +168,7 @@ async fn find_session(state: &AppState, secret: &SessionSecret) -> Result<Found,
     // Boxed so that the trip's state, needed only on a miss, does not enlarge the
     // future of every authenticated request.
     let found = Box::pin(state.db.read(move |c| store::session_by_secret(c, &key))).await?;
+    state.metrics.session_read();
     let Some((session, user)) = found else {
         return Err(ApiError::new(
             ErrorCode::InvalidToken,

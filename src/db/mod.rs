@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-pub use changes::{ChangedRow, Changes, MAX_COPY_AGE, Mark};
+pub use changes::{ChangedRow, Changes, MAX_EXTERNAL_LAG, Mark};
 use checkpointer::Checkpointer;
 use migrations::MIGRATIONS;
 use readers::Readers;
@@ -101,6 +101,7 @@ impl Db {
         // The cache fills only as pages are used, so an idle server stays small.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let changes = Arc::new(Changes::default());
+        look(&conn, &changes)?;
         // The rows a transaction touched, gathered as it runs and published once it has
         // committed. A batch that fails to commit leaves its rows for the next one, which
         // is merely cautious.
@@ -133,6 +134,28 @@ impl Db {
     /// What the server changed, for copies of rows kept in memory.
     pub fn changes(&self) -> &Arc<Changes> {
         &self.changes
+    }
+
+    /// Has the writer look for other processes' commits (see [`Changes`]) once the
+    /// writes queued before have committed.
+    pub async fn look_for_other_commits(&self) -> Result<(), DbError> {
+        let changes = Arc::clone(&self.changes);
+        self.writer.between(move |c| look(c, &changes)).await
+    }
+
+    /// Looks for other processes' commits every [`changes::LOOK_INTERVAL`] while copies
+    /// of rows are being asked for (see [`Changes`]). Runs until aborted.
+    pub async fn watch_other_commits(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(changes::LOOK_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if self.changes.look_wanted()
+                && let Err(e) = self.look_for_other_commits().await
+            {
+                tracing::warn!(error = %e, "cannot look for other processes' commits");
+            }
+        }
     }
 
     /// The database file.
@@ -197,10 +220,19 @@ fn create_private(path: &Path) -> Result<(), DbError> {
     crate::datadir::restrict_file(path).map_err(file_err)
 }
 
+/// Reads the writer connection's `data_version`, outside any transaction, into `changes`.
+fn look(conn: &Connection, changes: &Changes) -> Result<(), DbError> {
+    // Taken first: every commit made before this instant is in the value read next.
+    let began = std::time::Instant::now();
+    let data_version = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+    changes.looked(data_version, began);
+    Ok(())
+}
+
 /// Opens the existing database of `data_dir` as one more connection, for the admin
 /// commands that work beside a running server. While one runs, each commit on this
-/// connection returns only after [`MAX_COPY_AGE`], once the server has stopped using any
-/// copy of rows read before it (see [`Changes`]): the next request sees the change.
+/// connection returns only after [`MAX_EXTERNAL_LAG`], once the server has stopped using
+/// any copy of rows read before it (see [`Changes`]): the next request sees the change.
 pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
     let path = data_dir.join(crate::datadir::DATABASE_FILE);
     if !path.exists() {
@@ -226,7 +258,7 @@ pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
     let dir = data_dir.to_owned();
     conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, _| {
         if let Ok(None) = crate::datadir::try_lock(&dir) {
-            std::thread::sleep(MAX_COPY_AGE);
+            std::thread::sleep(MAX_EXTERNAL_LAG);
         }
         Ok(())
     }))?;
@@ -450,18 +482,18 @@ mod tests {
         let conn = open_existing_after_creating(dir.path());
         let started = Instant::now();
         insert_test_user(&conn, "u_alone").unwrap();
-        assert!(started.elapsed() < MAX_COPY_AGE, "no server, no wait");
+        assert!(started.elapsed() < MAX_EXTERNAL_LAG, "no server, no wait");
 
         let _server = crate::datadir::try_lock(dir.path()).unwrap().unwrap();
         let started = Instant::now();
         insert_test_user(&conn, "u_served").unwrap();
-        assert!(started.elapsed() >= MAX_COPY_AGE);
+        assert!(started.elapsed() >= MAX_EXTERNAL_LAG);
         let started = Instant::now();
         let n: i64 = conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2);
-        assert!(started.elapsed() < MAX_COPY_AGE, "reads never wait");
+        assert!(started.elapsed() < MAX_EXTERNAL_LAG, "reads never wait");
     }
 
     fn open_existing_after_creating(dir: &Path) -> Connection {

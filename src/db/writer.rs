@@ -11,6 +11,10 @@
 //! back and run again with each write inside its own savepoint, so the failing one is
 //! undone alone. That is why writes are `FnMut`: one may run twice, and only the effects
 //! of its last run are kept.
+//!
+//! Between batches the writer also runs what must see its connection's own view of the
+//! file outside any transaction: the looks for other processes' commits (see
+//! [`Changes`](super::Changes)).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -81,7 +85,15 @@ where
 /// Called on the writer thread with the number of writes in each committed batch.
 pub type BatchObserver = Box<dyn Fn(usize) + Send>;
 
-type Msg = queue::Msg<Box<dyn Job>>;
+/// What the writer takes off its queue.
+enum Work {
+    /// A write, for the next batch.
+    Write(Box<dyn Job>),
+    /// Something to run on the connection before that batch, outside any transaction.
+    Between(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+type Msg = queue::Msg<Work>;
 
 /// The handle to the writer thread.
 pub struct Writer {
@@ -117,7 +129,27 @@ impl Writer {
             reply: Some(tx),
         };
         self.queue
-            .send(Msg::Job(Box::new(job)))
+            .send(Msg::Job(Work::Write(Box::new(job))))
+            .await
+            .map_err(|_| DbError::WriterStopped)?;
+        rx.await.map_err(|_| DbError::WriterStopped)?
+    }
+
+    /// Runs `f` on the writer's connection between two batches, outside any
+    /// transaction, and returns its result.
+    pub async fn between<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let work = Work::Between(Box::new(move |conn| {
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(DbError::Task("a look panicked".into())));
+            let _ = tx.send(result);
+        }));
+        self.queue
+            .send(Msg::Job(work))
             .await
             .map_err(|_| DbError::WriterStopped)?;
         rx.await.map_err(|_| DbError::WriterStopped)?
@@ -133,7 +165,7 @@ impl Writer {
             outcome: None,
             reply: None,
         };
-        let _ = self.queue.try_send(Msg::Job(Box::new(job)));
+        let _ = self.queue.try_send(Msg::Job(Work::Write(Box::new(job))));
     }
 
     /// Lets queued writes finish, then stops the thread and closes the connection.
@@ -148,9 +180,18 @@ impl Writer {
 }
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
+    let mut taken: Vec<Work> = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(stop) = next_batch(&mut rx, &mut batch, MAX_BATCH) {
-        commit_batch(&conn, &mut batch, &on_batch);
+    while let Some(stop) = next_batch(&mut rx, &mut taken, MAX_BATCH) {
+        for work in taken.drain(..) {
+            match work {
+                Work::Write(job) => batch.push(job),
+                Work::Between(f) => f(&conn),
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut batch, &on_batch);
+        }
         if stop {
             break;
         }
@@ -158,8 +199,8 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
     // Writes queued behind the stop request are refused rather than left hanging.
     rx.close();
     while let Ok(msg) = rx.try_recv() {
-        if let Msg::Job(job) = msg {
-            drop(job);
+        if let Msg::Job(work) = msg {
+            drop(work);
         }
     }
     if let Err((_, e)) = conn.close() {

@@ -194,7 +194,7 @@ impl TestServer {
 
     /// A read-write connection to the server's database, for tests that set up a state
     /// the API cannot reach. It goes behind wxauth's back: a running server may answer
-    /// from its copy of a session for up to `db::MAX_COPY_AGE` after a change.
+    /// from its copy of a session for up to `db::MAX_EXTERNAL_LAG` after a change.
     pub fn db_rw(&self) -> Connection {
         Connection::open(self.dir.path().join("data").join(datadir::DATABASE_FILE)).unwrap()
     }
