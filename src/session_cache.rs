@@ -343,4 +343,60 @@ mod tests {
         drop(other);
         db.close().await;
     }
+
+    /// A session id whose stripe is session 10's: a change to it makes session 10's
+    /// copies look stale.
+    fn sharing_a_stripe_with_session_10() -> i64 {
+        (11..)
+            .find(|&id| ChangedRow::Session(id).shares_stripe_with(ChangedRow::Session(10)))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn inserted_rows_leave_every_copy_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let cache = SessionCache::new(Arc::clone(db.changes()));
+        db.write(|c| {
+            c.execute_batch(
+                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at)
+                     VALUES (1, 'u_1', 'wx1', 'o1', 0, 0);
+                 INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
+                     expires_at, max_expires_at, last_seen_at)
+                     VALUES (10, 's_10', x'00', 1, 0, 1, 1, 0);",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        cache.insert(key(1), found(10, 1), cache.ticket());
+
+        let neighbour = sharing_a_stripe_with_session_10();
+        db.write(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
+                     expires_at, max_expires_at, last_seen_at)
+                     VALUES (?1, 's_n', x'01', 1, 0, 1, 1, 0)",
+                [neighbour],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        db.look_for_other_commits().await.unwrap();
+        assert!(cache.get(&key(1)).is_some(), "a new row is in no copy");
+
+        db.write(move |c| {
+            c.execute(
+                "UPDATE sessions SET last_seen_at = 5 WHERE id = ?1",
+                [neighbour],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        db.look_for_other_commits().await.unwrap();
+        assert!(cache.get(&key(1)).is_none(), "its neighbour's update shows");
+        db.close().await;
+    }
 }

@@ -2,8 +2,10 @@
 //! of rows in memory and must never use one that has since changed.
 //!
 //! SQLite's update hook on the writer's connection names every `users` and `sessions`
-//! row a transaction touches, and the writer publishes them after the commit and before
-//! it answers anyone. Each row falls into one of a fixed set of stripes, and a stripe
+//! row a transaction updates or deletes, and the writer publishes them after the commit
+//! and before it answers anyone. Inserted rows are left out: no copy can hold a row read
+//! before it existed, and a row id used again after a delete was made stale by that
+//! delete. So a login that makes a new user disturbs no other session's copy. Each row falls into one of a fixed set of stripes, and a stripe
 //! holds the number of the last commit that touched one of its rows. A copy taken at
 //! commit number `m` stays good while none of its rows' stripes moved past `m`. Two rows
 //! sharing a stripe only make a copy look stale too soon, never too late. (SQLite skips
@@ -23,6 +25,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use rusqlite::hooks::Action;
 
 /// How long after another process commits a change the server may still use a copy
 /// from before it; the admin commands wait this long after each commit.
@@ -45,13 +49,23 @@ pub enum ChangedRow {
 }
 
 impl ChangedRow {
-    /// The row an update hook call names, when it is one whose copies are kept.
-    pub(super) fn from_hook(table: &str, rowid: i64) -> Option<ChangedRow> {
+    /// The row an update hook call names, when it is one whose copies it can make
+    /// stale: an updated or deleted row of a table whose copies are kept.
+    pub(super) fn from_hook(action: Action, table: &str, rowid: i64) -> Option<ChangedRow> {
+        if action == Action::SQLITE_INSERT {
+            return None;
+        }
         match table {
             "users" => Some(ChangedRow::User(rowid)),
             "sessions" => Some(ChangedRow::Session(rowid)),
             _ => None,
         }
+    }
+
+    /// Whether a change to this row makes copies of `other` look stale too.
+    #[cfg(test)]
+    pub(crate) fn shares_stripe_with(self, other: ChangedRow) -> bool {
+        self.stripe() == other.stripe()
     }
 
     fn stripe(self) -> usize {
@@ -251,13 +265,22 @@ mod tests {
     }
 
     #[test]
-    fn hook_tables_map_to_rows_and_stripes_spread() {
-        assert_eq!(ChangedRow::from_hook("users", 3), Some(ChangedRow::User(3)));
+    fn hook_calls_map_to_rows_and_stripes_spread() {
+        let update = Action::SQLITE_UPDATE;
         assert_eq!(
-            ChangedRow::from_hook("sessions", 3),
+            ChangedRow::from_hook(update, "users", 3),
+            Some(ChangedRow::User(3))
+        );
+        assert_eq!(
+            ChangedRow::from_hook(Action::SQLITE_DELETE, "sessions", 3),
             Some(ChangedRow::Session(3))
         );
-        assert_eq!(ChangedRow::from_hook("login_codes", 3), None);
+        assert_eq!(ChangedRow::from_hook(update, "login_codes", 3), None);
+        assert_eq!(
+            ChangedRow::from_hook(Action::SQLITE_INSERT, "sessions", 3),
+            None,
+            "a new row is in no copy"
+        );
         let stripes: std::collections::HashSet<usize> = (0..1000)
             .map(|id| ChangedRow::Session(id).stripe())
             .collect();

@@ -107,8 +107,8 @@ impl Db {
         // is merely cautious.
         let touched = Arc::new(Mutex::new(Vec::new()));
         let gather = Arc::clone(&touched);
-        conn.update_hook(Some(move |_, _: &str, table: &str, rowid| {
-            if let Some(row) = ChangedRow::from_hook(table, rowid) {
+        conn.update_hook(Some(move |action, _: &str, table: &str, rowid| {
+            if let Some(row) = ChangedRow::from_hook(action, table, rowid) {
                 gather.lock().expect("touched rows poisoned").push(row);
             }
         }))?;
@@ -136,8 +136,8 @@ impl Db {
         &self.changes
     }
 
-    /// Has the writer look for other processes' commits (see [`Changes`]) once the
-    /// writes queued before have committed.
+    /// Has the writer look for other processes' commits (see [`Changes`]) between two
+    /// of its transactions.
     pub async fn look_for_other_commits(&self) -> Result<(), DbError> {
         let changes = Arc::clone(&self.changes);
         self.writer.between(move |c| look(c, &changes)).await

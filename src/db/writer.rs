@@ -145,7 +145,7 @@ impl Writer {
         let (tx, rx) = oneshot::channel();
         let work = Work::Between(Box::new(move |conn| {
             let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
-                .unwrap_or_else(|_| Err(DbError::Task("a look panicked".into())));
+                .unwrap_or_else(|_| Err(DbError::Task("a task between writes panicked".into())));
             let _ = tx.send(result);
         }));
         self.queue
