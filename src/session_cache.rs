@@ -3,9 +3,9 @@
 //! wake-ups and the query) was over a quarter of such a request's CPU time.
 //!
 //! A copy is used only while nothing has changed its rows ([`Changes`]): no commit of
-//! the server's touched them, and the writer's latest look for other processes'
-//! commits, begun less than [`MAX_EXTERNAL_LAG`](crate::db::MAX_EXTERNAL_LAG) ago, found
-//! none since the copy was read. The admin commands wait that lag out after each change
+//! the server's updated or deleted them, and the writer's latest look for other
+//! processes' commits, begun less than [`MAX_EXTERNAL_LAG`](crate::db::MAX_EXTERNAL_LAG)
+//! ago, found none since the copy was read. The admin commands wait that lag out after each change
 //! while a server runs. So a logout, a revocation, an eviction, a ban or a profile
 //! change, whether made through the API or an admin command, is seen by the very next
 //! request, exactly as without the copy. A change made behind wxauth's back (an `UPDATE`
