@@ -232,8 +232,9 @@ mod tests {
         key
     }
 
-    #[tokio::test]
-    async fn a_copy_serves_until_a_write_touches_its_session_or_user() {
+    /// A fresh database holding users 1 and 2 with sessions 10 and 20, and an empty
+    /// cache over it.
+    async fn two_users_with_a_session_each() -> (tempfile::TempDir, Arc<Db>, SessionCache) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
         let cache = SessionCache::new(Arc::clone(db.changes()));
@@ -249,6 +250,12 @@ mod tests {
         })
         .await
         .unwrap();
+        (dir, db, cache)
+    }
+
+    #[tokio::test]
+    async fn a_copy_serves_until_a_write_touches_its_session_or_user() {
+        let (_dir, db, cache) = two_users_with_a_session_each().await;
 
         for (n, session, user) in [(1, 10, 1), (2, 20, 2)] {
             cache.insert(key(n), found(session, user), cache.ticket());
@@ -347,54 +354,37 @@ mod tests {
     /// A session id whose stripe is session 10's: a change to it makes session 10's
     /// copies look stale.
     fn sharing_a_stripe_with_session_10() -> i64 {
-        (11..)
+        // Past the sessions the fixture holds.
+        (21..)
             .find(|&id| ChangedRow::Session(id).shares_stripe_with(ChangedRow::Session(10)))
             .unwrap()
     }
 
     #[tokio::test]
     async fn inserted_rows_leave_every_copy_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        let cache = SessionCache::new(Arc::clone(db.changes()));
-        db.write(|c| {
-            c.execute_batch(
-                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at)
-                     VALUES (1, 'u_1', 'wx1', 'o1', 0, 0);
-                 INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
-                     expires_at, max_expires_at, last_seen_at)
-                     VALUES (10, 's_10', x'00', 1, 0, 1, 1, 0);",
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+        let (_dir, db, cache) = two_users_with_a_session_each().await;
         cache.insert(key(1), found(10, 1), cache.ticket());
-
         let neighbour = sharing_a_stripe_with_session_10();
-        db.write(move |c| {
-            c.execute(
-                "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
-                     expires_at, max_expires_at, last_seen_at)
-                     VALUES (?1, 's_n', x'01', 1, 0, 1, 1, 0)",
-                [neighbour],
-            )?;
-            Ok(())
-        })
+        let on_neighbour = |sql: &'static str| {
+            db.write(move |c| {
+                c.execute(sql, [neighbour])?;
+                Ok(())
+            })
+        };
+
+        on_neighbour(
+            "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
+                 expires_at, max_expires_at, last_seen_at)
+                 VALUES (?1, 's_n', x'02', 1, 0, 1, 1, 0)",
+        )
         .await
         .unwrap();
         db.look_for_other_commits().await.unwrap();
         assert!(cache.get(&key(1)).is_some(), "a new row is in no copy");
 
-        db.write(move |c| {
-            c.execute(
-                "UPDATE sessions SET last_seen_at = 5 WHERE id = ?1",
-                [neighbour],
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+        on_neighbour("UPDATE sessions SET last_seen_at = 5 WHERE id = ?1")
+            .await
+            .unwrap();
         db.look_for_other_commits().await.unwrap();
         assert!(cache.get(&key(1)).is_none(), "its neighbour's update shows");
         db.close().await;
