@@ -13,7 +13,7 @@ use wxauth::db::{Changes, migrate, open_connection};
 use wxauth::session_cache::{Found, SessionCache};
 use wxauth::store;
 
-#[path = "common/seed.rs"]
+#[path = "../bench/tools/src/seed.rs"]
 mod seed;
 
 /// Users (each with one session) in the benchmark's database.

@@ -12,9 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wxauth::datadir::{DATABASE_FILE, KEYS_FILE, ensure_private_dir};
 use wxauth::db::{migrate, open_connection};
 use wxauth::keys::KeyFile;
-
-#[path = "../benches/common/seed.rs"]
-mod seed;
+use wxauth_bench::seed;
 
 struct Args {
     data_dir: PathBuf,

@@ -1,6 +1,7 @@
 //! Filling a wxauth database with users and live sessions straight through SQLite, in
 //! large transactions with prepared statements that follow schema.sql. Shared by the
-//! `bench_seed` example and the session-lookup micro-benchmark.
+//! `bench_seed` binary and the session-lookup micro-benchmark (`benches/session_lookup.rs`,
+//! which includes this file by path).
 
 use rusqlite::{Connection, params};
 use wxauth::token::SessionSecret;
