@@ -35,6 +35,7 @@ pub mod service_keys;
 pub mod session_cache;
 pub mod session_keys;
 pub mod sessions;
+pub mod spread;
 pub mod store;
 pub mod token;
 pub mod wechat;

@@ -10,7 +10,7 @@
 //! change, whether made through the API or an admin command, is seen by the very next
 //! request, exactly as without the copy. A change made behind wxauth's back (an `UPDATE`
 //! in the `sqlite3` shell) is seen within that lag. However unchanged, a copy is read
-//! again after [`MAX_COPY_AGE`]: a bound on any change these checks could miss.
+//! again after [`MAX_COPY_AGE`] at most: a bound on any change these checks could miss.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -22,6 +22,7 @@ use bytes::Bytes;
 use warp::http::{HeaderName, HeaderValue};
 
 use crate::db::{ChangedRow, Changes, Mark};
+use crate::spread::spread;
 use crate::store::{SessionRow, UserRow};
 
 /// Copies kept at most: a few MiB, which covers far more sessions than are active within
@@ -29,6 +30,9 @@ use crate::store::{SessionRow, UserRow};
 const CAPACITY: usize = 16_384;
 /// The longest a copy is used, counted from before it was read.
 const MAX_COPY_AGE: Duration = Duration::from_secs(60);
+/// Copies live between half of [`MAX_COPY_AGE`] and all of it, by their session's id, in
+/// 2^this steps.
+const COPY_AGE_SPREAD_BITS: u32 = 15;
 /// Separately locked parts, so that requests on different threads rarely wait on each
 /// other.
 const SHARDS: usize = 16;
@@ -103,6 +107,16 @@ impl Hasher for DigestHasher {
     }
 }
 
+/// How long the copy of a session is used however unchanged: between 30 and 60 seconds,
+/// the same for a session every time. Copies read together (every active session's,
+/// after a restart) would otherwise all be read again together, one burst of reads a
+/// minute, for as long as the server runs.
+fn copy_lifetime(session_id: i64) -> Duration {
+    let half = MAX_COPY_AGE / 2;
+    let step = spread(session_id as u64, COPY_AGE_SPREAD_BITS) as u32;
+    half + half * step / (1 << COPY_AGE_SPREAD_BITS)
+}
+
 /// When a copy was read: taken before the read began.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket {
@@ -158,7 +172,7 @@ impl SessionCache {
             let entry = shard.get(secret_hash)?;
             (entry.found.clone(), entry.ticket)
         };
-        if now.saturating_duration_since(ticket.at) >= MAX_COPY_AGE {
+        if now.saturating_duration_since(ticket.at) >= copy_lifetime(found.session.id) {
             return None;
         }
         let rows = [
@@ -302,20 +316,48 @@ mod tests {
             cache.insert(key(n), found(i64::from(n), 1), ticket);
         }
         assert!(cache.len() <= CAPACITY, "{} copies", cache.len());
+        let last_id = i64::from(CAPACITY as u16 + 999);
         let last = key(CAPACITY as u16 + 999);
         db.look_for_other_commits().await.unwrap();
         assert!(cache.get(&last).is_some());
 
-        cache
-            .shard(&last)
-            .lock()
-            .unwrap()
-            .get_mut(&last)
-            .unwrap()
-            .ticket
-            .at -= MAX_COPY_AGE;
+        let age_by = |by: Duration| {
+            cache
+                .shard(&last)
+                .lock()
+                .unwrap()
+                .get_mut(&last)
+                .unwrap()
+                .ticket
+                .at -= by;
+        };
+        let lifetime = copy_lifetime(last_id);
+        age_by(lifetime - Duration::from_millis(200));
+        assert!(cache.get(&last).is_some(), "within its lifetime");
+        age_by(Duration::from_millis(200));
         assert!(cache.get(&last).is_none(), "too old");
         db.close().await;
+    }
+
+    #[test]
+    fn copies_read_together_live_between_half_a_minute_and_a_minute_spread_out() {
+        for step in [1, 1000] {
+            let mut per_second = [0_u32; 60];
+            for n in 0..3000 {
+                let lifetime = copy_lifetime(n * step);
+                assert!(
+                    (MAX_COPY_AGE / 2..MAX_COPY_AGE).contains(&lifetime),
+                    "{lifetime:?}"
+                );
+                per_second[lifetime.as_secs() as usize] += 1;
+            }
+            // 100 in each of the 30 seconds if even; no second gets a burst.
+            assert!(
+                per_second[30..].iter().all(|&c| (50..=150).contains(&c)),
+                "step {step}: {per_second:?}"
+            );
+        }
+        assert_eq!(copy_lifetime(7), copy_lifetime(7));
     }
 
     #[tokio::test]

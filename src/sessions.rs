@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::session_cache::{CopyState, Found};
+use crate::spread::spread;
 use crate::store::{self, RevokeReason, SessionRow, UserRow};
 use crate::token::SessionSecret;
 
@@ -22,11 +23,7 @@ const TOUCH_SPREAD_BITS: u32 = 6;
 /// How long after its last stamp a session's `last_seen_at` is updated again: between
 /// 60 and 123 seconds, the same for a session every time.
 pub fn touch_interval(session_id: i64) -> i64 {
-    // Fibonacci hashing: the top bits of the id times 2^64/φ spread ids over the range
-    // however they are spaced, consecutive or every thousandth.
-    let spread =
-        (session_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TOUCH_SPREAD_BITS);
-    TOUCH_EVERY_SECS + spread as i64
+    TOUCH_EVERY_SECS + spread(session_id as u64, TOUCH_SPREAD_BITS) as i64
 }
 
 /// Whether a request at `now` should update the session's `last_seen_at`.

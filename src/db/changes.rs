@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::hooks::Action;
 
+use crate::spread::spread;
+
 /// How long after another process commits a change the server may still use a copy
 /// from before it; the admin commands wait this long after each commit.
 pub const MAX_EXTERNAL_LAG: Duration = Duration::from_millis(500);
@@ -69,13 +71,12 @@ impl ChangedRow {
     }
 
     fn stripe(self) -> usize {
-        // Fibonacci hashing spreads consecutive ids over the stripes; the table's own
-        // constant keeps user 7 and session 7 apart.
+        // The table's own constant keeps user 7 and session 7 apart.
         let (table, id) = match self {
             ChangedRow::User(id) => (0x5555_5555_5555_5555_u64, id),
             ChangedRow::Session(id) => (0xaaaa_aaaa_aaaa_aaaa_u64, id),
         };
-        ((id as u64 ^ table).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - STRIPE_BITS)) as usize
+        spread(id as u64 ^ table, STRIPE_BITS) as usize
     }
 }
 
