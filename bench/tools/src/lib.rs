@@ -1,4 +1,4 @@
-//! The benchmark's helper binaries (`bench_baseline`, `bench_seed`) and the seeding code
-//! they share with the session-lookup micro-benchmark.
+//! The benchmark's helper binaries (`bench_baseline`, `bench_seed`), and the seeding
+//! code `bench_seed` shares with the session-lookup micro-benchmark.
 
 pub mod seed;
