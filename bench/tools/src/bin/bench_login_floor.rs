@@ -1,0 +1,77 @@
+//! The least a login can cost on wxauth's stack without a database: warp takes the
+//! request and its JSON body, wxauth's own WeChat client calls `jscode2session`, and one
+//! HMAC-SHA256 over the openid answers as the token. `bench/run` measures it beside
+//! scenario 3, so the gap between them is what recording a login costs.
+//!
+//! Usage: `bench_login_floor ADDR WECHAT_API` (e.g. `127.0.0.1:8082 http://127.0.0.1:8090`);
+//! `GET /readyz` answers once it listens.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::hmac;
+use warp::{Filter, Reply};
+use wxauth::config::AppConfig;
+use wxauth::secret::Secret;
+use wxauth::wechat::WeChatClient;
+
+#[derive(serde::Deserialize)]
+struct LoginRequest {
+    code: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (Some(addr), Some(api)) = (
+        args.next().and_then(|a| a.parse::<SocketAddr>().ok()),
+        args.next(),
+    ) else {
+        eprintln!(
+            "usage: bench_login_floor ADDR WECHAT_API   (e.g. 127.0.0.1:8082 http://127.0.0.1:8090)"
+        );
+        return ExitCode::from(2);
+    };
+    let client = match WeChatClient::new(&api, Duration::from_secs(5), Duration::from_secs(10)) {
+        Ok(client) => Arc::new(client),
+        Err(e) => {
+            eprintln!("bench_login_floor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = Arc::new(AppConfig {
+        appid: "wxbenchfloor00000".into(),
+        name: "floor".into(),
+        secret: Secret::new("bench-secret".into()),
+        content_check: false,
+    });
+    let key = Arc::new(hmac::Key::new(
+        hmac::HMAC_SHA256,
+        b"bench-baseline-key-of-32-bytes!!",
+    ));
+    let route = warp::path!("v1" / "login")
+        .and(warp::post())
+        .and(warp::body::json())
+        .then(move |request: LoginRequest| {
+            let (client, app, key) = (Arc::clone(&client), Arc::clone(&app), Arc::clone(&key));
+            async move {
+                match client.code2session(&app, &request.code).await {
+                    Ok(session) => {
+                        let tag = hmac::sign(&key, session.openid.as_bytes());
+                        warp::reply::json(&serde_json::json!({"token": tag.as_ref()[..16]}))
+                            .into_response()
+                    }
+                    Err(e) => {
+                        warp::reply::with_status(e.to_string(), warp::http::StatusCode::BAD_GATEWAY)
+                            .into_response()
+                    }
+                }
+            }
+        });
+    // For the benchmark to wait on: the floor answers once it listens.
+    let ready = warp::path!("readyz").map(|| "ready");
+    warp::serve(route.or(ready)).run(addr).await;
+    ExitCode::SUCCESS
+}
