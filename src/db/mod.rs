@@ -31,9 +31,9 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 /// page split leaves sibling pages out of order, SQLite swaps their numbers through a
 /// page number no page ever has (the lock-byte page's, 262,145 with 4 KiB pages); the
 /// cache then believes it may hold pages past the end of the file, and the commit walks
-/// every cached page to drop them. The random keys of a login's rows (openid, code hash)
-/// make such splits common. With 32 MiB the walk of some 8,000 pages took a sixth of
-/// the writer's time once the cache had filled.
+/// every cached page to drop them. A new user's openid, a random key, makes such splits
+/// common. With 32 MiB the walk of some 8,000 pages took a sixth of the writer's time
+/// once the cache had filled.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// The schema version this build writes and understands.
