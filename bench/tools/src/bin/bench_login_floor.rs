@@ -22,6 +22,27 @@ struct LoginRequest {
     code: String,
 }
 
+/// What every login uses: the WeChat client, the app it logs in to and the token's key.
+struct Floor {
+    client: WeChatClient,
+    app: AppConfig,
+    key: hmac::Key,
+}
+
+impl Floor {
+    /// The WeChat call and a token over the openid; a failed call answers 502.
+    async fn login(&self, code: &str) -> warp::reply::Response {
+        match self.client.code2session(&self.app, code).await {
+            Ok(session) => {
+                let tag = hmac::sign(&self.key, session.openid.as_bytes());
+                warp::reply::json(&serde_json::json!({"token": tag.as_ref()[..16]})).into_response()
+            }
+            Err(e) => warp::reply::with_status(e.to_string(), warp::http::StatusCode::BAD_GATEWAY)
+                .into_response(),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -35,40 +56,30 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let client = match WeChatClient::new(&api, Duration::from_secs(5), Duration::from_secs(10)) {
-        Ok(client) => Arc::new(client),
+        Ok(client) => client,
         Err(e) => {
             eprintln!("bench_login_floor: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let app = Arc::new(AppConfig {
-        appid: "wxbenchfloor00000".into(),
-        name: "floor".into(),
-        secret: Secret::new("bench-secret".into()),
-        content_check: false,
+    // Shared by every request through one `Arc`: one reference count per login, not one
+    // per part.
+    let floor = Arc::new(Floor {
+        client,
+        app: AppConfig {
+            appid: "wxbenchfloor00000".into(),
+            name: "floor".into(),
+            secret: Secret::new("bench-secret".into()),
+            content_check: false,
+        },
+        key: hmac::Key::new(hmac::HMAC_SHA256, b"bench-baseline-key-of-32-bytes!!"),
     });
-    let key = Arc::new(hmac::Key::new(
-        hmac::HMAC_SHA256,
-        b"bench-baseline-key-of-32-bytes!!",
-    ));
     let route = warp::path!("v1" / "login")
         .and(warp::post())
         .and(warp::body::json())
         .then(move |request: LoginRequest| {
-            let (client, app, key) = (Arc::clone(&client), Arc::clone(&app), Arc::clone(&key));
-            async move {
-                match client.code2session(&app, &request.code).await {
-                    Ok(session) => {
-                        let tag = hmac::sign(&key, session.openid.as_bytes());
-                        warp::reply::json(&serde_json::json!({"token": tag.as_ref()[..16]}))
-                            .into_response()
-                    }
-                    Err(e) => {
-                        warp::reply::with_status(e.to_string(), warp::http::StatusCode::BAD_GATEWAY)
-                            .into_response()
-                    }
-                }
-            }
+            let floor = Arc::clone(&floor);
+            async move { floor.login(&request.code).await }
         });
     // For the benchmark to wait on: the floor answers once it listens.
     let ready = warp::path!("readyz").map(|| "ready");
