@@ -1,6 +1,6 @@
 //! Finding a token's session and user, the lookup of the authenticated path: in the
 //! server's in-memory copies (`SessionCache::get`), and in the database
-//! (`store::session_by_secret` on a read connection over a seeded database), for a session
+//! (`queries::session_by_secret` on a read connection over a seeded database), for a session
 //! that exists and for one that does not. The load benchmark (`bench/run`) measures the
 //! same path end to end.
 
@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wxauth::datadir::DATABASE_FILE;
+use wxauth::db::queries;
 use wxauth::db::{Db, migrate, open_connection};
-use wxauth::session_cache::{Found, SessionCache};
-use wxauth::store;
+use wxauth::domain::session_cache::{Found, SessionCache};
 
 #[path = "../bench/tools/src/seed.rs"]
 mod seed;
@@ -48,7 +48,7 @@ fn session_lookup(c: &mut Criterion) {
     group.bench_function("hit", |b| {
         b.iter(|| {
             next = (next + 1) % keys.len();
-            let found = store::session_by_secret(&reader, black_box(&keys[next]))
+            let found = queries::session_by_secret(&reader, black_box(&keys[next]))
                 .expect("query")
                 .expect("a seeded session");
             black_box(found)
@@ -57,7 +57,7 @@ fn session_lookup(c: &mut Criterion) {
     let unknown = [0xeeu8; 32];
     group.bench_function("miss", |b| {
         b.iter(|| {
-            let found = store::session_by_secret(&reader, black_box(&unknown)).expect("query");
+            let found = queries::session_by_secret(&reader, black_box(&unknown)).expect("query");
             assert!(found.is_none());
         })
     });
@@ -74,7 +74,7 @@ fn session_lookup(c: &mut Criterion) {
     runtime.spawn(Arc::clone(&db).watch_other_commits());
     let cache = SessionCache::new(Arc::clone(db.changes()));
     let copy_of = |key: &[u8]| {
-        let (session, user) = store::session_by_secret(&reader, key)
+        let (session, user) = queries::session_by_secret(&reader, key)
             .expect("query")
             .expect("a seeded session");
         Found::new(session, user)

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wxauth::token::{Keyring, SessionSecret};
+use wxauth::keys::token::{Keyring, SessionSecret};
 
 fn keyring() -> Keyring {
     let old = [1u8; 32];

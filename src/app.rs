@@ -12,24 +12,24 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::access_token::AccessTokens;
 use crate::clock::Clock;
 use crate::config::{AppConfig, Config};
-use crate::crypto::DataKeys;
 use crate::datadir;
+use crate::db::queries::UserRow;
 use crate::db::{Db, DbError};
+use crate::domain::login::InFlight;
+use crate::domain::recent_codes::RecentCodes;
+use crate::domain::session_cache::SessionCache;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::keys::{KeyFile, KeyFileError};
-use crate::login::InFlight;
-use crate::metrics::Metrics;
-use crate::mock_wechat::MockWeChat;
-use crate::ratelimit::RateLimiter;
-use crate::recent_codes::RecentCodes;
-use crate::server::{self, ConnectionLimits};
-use crate::session_cache::SessionCache;
-use crate::store::UserRow;
-use crate::token::Keyring;
-use crate::wechat::WeChatClient;
+use crate::http::ratelimit::RateLimiter;
+use crate::http::server::{self, ConnectionLimits};
+use crate::keys::crypto::DataKeys;
+use crate::keys::key_file::{KeyFile, KeyFileError};
+use crate::keys::token::Keyring;
+use crate::ops::metrics::Metrics;
+use crate::wechat::access_token::AccessTokens;
+use crate::wechat::client::WeChatClient;
+use crate::wechat::fake::MockWeChat;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ impl App {
         let recent_codes = db
             .read(move |c| {
                 let recent = RecentCodes::new(now);
-                crate::store::each_live_login_code(c, now, |row, code| {
+                crate::db::queries::each_live_login_code(c, now, |row, code| {
                     recent.note(code, row, now);
                 })?;
                 Ok(recent)
@@ -233,15 +233,15 @@ impl App {
         });
         let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
         let other_commits = tokio::spawn(Arc::clone(&state.db).watch_other_commits());
-        let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&state)));
+        let maintenance = tokio::spawn(crate::ops::maintenance::run(Arc::clone(&state)));
         let backups = state.config.backup_interval.map(|every| {
-            let schedule = crate::backup::Schedule {
+            let schedule = crate::ops::backup::Schedule {
                 data_dir: dir.clone(),
                 dir: state.config.backup_dir.clone(),
                 every,
                 keep: state.config.backup_keep,
             };
-            tokio::spawn(crate::backup::run_schedule(
+            tokio::spawn(crate::ops::backup::run_schedule(
                 schedule,
                 Arc::clone(&state.clock),
                 Arc::clone(&state.metrics),

@@ -264,7 +264,7 @@ async fn serve_takes_backups_on_a_schedule_and_keeps_the_newest() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let newest = dir.join(scheduled(&dir).pop().unwrap());
-    let summary = wxauth::backup::verify_file(&newest, None, &dir).unwrap();
+    let summary = wxauth::ops::backup::verify_file(&newest, None, &dir).unwrap();
     assert_eq!(summary.sessions, 1);
 
     let metrics = server.get("/metrics", None).await.text().await.unwrap();

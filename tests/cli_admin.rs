@@ -304,10 +304,10 @@ async fn fake_stable_token(secret: &'static str) -> String {
         .unify();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(wxauth::server::serve(
+    tokio::spawn(wxauth::http::server::serve(
         listener,
         routes,
-        wxauth::server::ConnectionLimits::default(),
+        wxauth::http::server::ConnectionLimits::default(),
         std::future::pending(),
     ));
     base

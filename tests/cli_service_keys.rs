@@ -78,7 +78,7 @@ fn create_prints_the_key_once_and_stores_only_its_hash() {
     let hash: Vec<u8> = conn
         .query_row("SELECT key_hash FROM service_keys", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(hash, wxauth::service_keys::hash(key));
+    assert_eq!(hash, wxauth::domain::service_keys::hash(key));
     drop(conn);
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap();

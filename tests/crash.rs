@@ -183,7 +183,7 @@ fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    wxauth::wechat::install_crypto_provider();
+    wxauth::wechat::client::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

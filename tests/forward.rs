@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{APPID, TestServer, error_of};
 use serde_json::{Value, json};
-use wxauth::service_keys;
-use wxauth::token::{Keyring, SessionSecret};
+use wxauth::domain::service_keys;
+use wxauth::keys::token::{Keyring, SessionSecret};
 
 const DAY: u64 = 86400;
 const AUTH_HEADERS: [&str; 5] = [
@@ -73,7 +73,7 @@ async fn refused(response: reqwest::Response) -> (u16, String) {
 /// Bans a user on a connection of its own, as `wxauth users ban` does.
 fn ban(server: &TestServer, user_public_id: &str, until: i64) {
     let conn = wxauth::db::open_existing(&data_dir(server)).unwrap();
-    wxauth::admin::ban(&conn, user_public_id, until, Some("spam"), common::START).unwrap();
+    wxauth::ops::admin::ban(&conn, user_public_id, until, Some("spam"), common::START).unwrap();
 }
 
 /// `(openid, unionid)` of a user as stored.
@@ -90,10 +90,11 @@ fn stored_ids(server: &TestServer, user_public_id: &str) -> (String, Option<Stri
 
 /// A token that is well signed by the server's key but names no session.
 fn unknown_session_token(server: &TestServer) -> String {
-    let keys = wxauth::keys::KeyFile::load_or_create(&data_dir(server).join("keys.json"), 0)
-        .unwrap()
-        .keyring()
-        .unwrap();
+    let keys =
+        wxauth::keys::key_file::KeyFile::load_or_create(&data_dir(server).join("keys.json"), 0)
+            .unwrap()
+            .keyring()
+            .unwrap();
     keys.sign(&SessionSecret::generate())
 }
 

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wxauth::token::{Keyring, SessionSecret};
+use wxauth::keys::token::{Keyring, SessionSecret};
 
 fn keyring() -> Keyring {
     Keyring::new("k1", [("k1", [42u8; 32].as_slice())]).unwrap()

@@ -212,7 +212,7 @@ fn codes_sharing_a_hash_prefix() -> (String, String) {
     let mut seen = std::collections::HashMap::new();
     for n in 0u64.. {
         let code = format!("prefix-twin-{n}");
-        let hash = wxauth::login::code_hash(APPID, &code);
+        let hash = wxauth::domain::login::code_hash(APPID, &code);
         let prefix: [u8; 4] = hash[..4].try_into().unwrap();
         if let Some(earlier) = seen.insert(prefix, code.clone()) {
             return (earlier, code);

@@ -86,7 +86,7 @@ impl Server {
             .build()
             .unwrap();
         runtime.block_on(async {
-            wxauth::wechat::install_crypto_provider();
+            wxauth::wechat::client::install_crypto_provider();
             let mut request = reqwest::Client::new()
                 .post(format!("http://{}/v1/login", self.addr))
                 .json(&serde_json::json!({ "code": format!("dev:{name}") }));

@@ -11,7 +11,7 @@ use common::{APPID, TestServer, error_of};
 use serde_json::{Value, json};
 use wxauth::clock::ManualClock;
 use wxauth::config::{Config, Layer};
-use wxauth::mock_wechat::{dev_session_key, seal_open_data};
+use wxauth::wechat::fake::{dev_session_key, seal_open_data};
 
 async fn phone(server: &TestServer, token: &str, body: Value) -> reqwest::Response {
     server.post_json("/v1/me/phone", &body, Some(token)).await

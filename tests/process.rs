@@ -168,7 +168,7 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        wxauth::wechat::install_crypto_provider();
+        wxauth::wechat::client::install_crypto_provider();
         let http = reqwest::Client::new();
         let slow_login = tokio::spawn({
             let http = http.clone();
@@ -238,7 +238,7 @@ fn the_fake_wechat_on_its_own_serves_a_production_server() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (first, again, stats) = runtime.block_on(async {
-        wxauth::wechat::install_crypto_provider();
+        wxauth::wechat::client::install_crypto_provider();
         let http = reqwest::Client::new();
         let login = |code: String| {
             let http = http.clone();

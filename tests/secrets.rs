@@ -82,7 +82,7 @@ async fn secrets_never_reach_logs_or_responses() {
         assert!(!logs.contains(sid), "a session secret in the logs");
     }
     for name in ["wanda", "xena"] {
-        let key = wxauth::mock_wechat::dev_session_key(name);
+        let key = wxauth::wechat::fake::dev_session_key(name);
         assert!(!logs.contains(&key), "a session_key in the logs");
         assert!(!responses.contains(&key), "a session_key in a response");
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{TestServer, error_of};
 use serde_json::{Value, json};
-use wxauth::token::{Keyring, SessionSecret};
+use wxauth::keys::token::{Keyring, SessionSecret};
 
 const DAY: u64 = 86400;
 
@@ -114,9 +114,11 @@ async fn a_token_signed_with_an_unknown_key_is_invalid() {
     let forged = stranger.sign(&SessionSecret::generate());
     assert_eq!(session_status(&server, &forged).await, invalid());
     // A well-signed token for a session that does not exist is invalid too.
-    let keys =
-        wxauth::keys::KeyFile::load_or_create(&server.dir.path().join("data").join("keys.json"), 0)
-            .unwrap();
+    let keys = wxauth::keys::key_file::KeyFile::load_or_create(
+        &server.dir.path().join("data").join("keys.json"),
+        0,
+    )
+    .unwrap();
     let unknown = keys.keyring().unwrap().sign(&SessionSecret::generate());
     assert_eq!(session_status(&server, &unknown).await, invalid());
 }
@@ -139,9 +141,11 @@ async fn a_first_format_token_keeps_its_session() {
             [&secret.hash()[..]],
         )
         .unwrap();
-    let keys =
-        wxauth::keys::KeyFile::load_or_create(&server.dir.path().join("data").join("keys.json"), 0)
-            .unwrap();
+    let keys = wxauth::keys::key_file::KeyFile::load_or_create(
+        &server.dir.path().join("data").join("keys.json"),
+        0,
+    )
+    .unwrap();
     let v1 = keys.keyring().unwrap().sign(&secret);
     assert!(v1.starts_with("v1."), "{v1}");
     let body: Value = server
@@ -373,7 +377,7 @@ async fn a_session_comes_due_for_its_last_seen_update_at_its_own_second() {
         .db()
         .query_row("SELECT id FROM sessions", [], |r| r.get(0))
         .unwrap();
-    let due = wxauth::sessions::touch_interval(id);
+    let due = wxauth::domain::sessions::touch_interval(id);
     assert!(
         due > 60,
         "session {id} comes due after {due} s: pick one that waits longer"

@@ -5,8 +5,8 @@ mod common;
 
 use common::{TestServer, error_of};
 use serde_json::{Value, json};
-use wxauth::crypto::raw_data_signature;
-use wxauth::mock_wechat::{dev_session_key, seal_open_data};
+use wxauth::keys::crypto::raw_data_signature;
+use wxauth::wechat::fake::{dev_session_key, seal_open_data};
 
 async fn submit(server: &TestServer, token: &str, body: &Value) -> reqwest::Response {
     server

@@ -7,7 +7,7 @@ mod common;
 
 use common::{APP_SECRET, TestServer};
 use serde_json::json;
-use wxauth::mock_wechat::{dev_session_key, seal_open_data};
+use wxauth::wechat::fake::{dev_session_key, seal_open_data};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wechat_secrets_never_reach_logs_or_responses() {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{DbError, open_connection};
+use super::connection::open_connection;
+use super::error::DbError;
 
 /// The writer's own automatic checkpoint threshold, in pages. While commits follow one
 /// another without a pause, a checkpoint beside them never quite catches up with the

@@ -1,16 +1,47 @@
-//! The steps that bring an older database to the current schema. Version 1 is
-//! `schema.sql` itself; each step here reaches the next version, and `migrate` runs those
-//! a database lacks inside one transaction.
+//! The schema a new database gets (`schema.sql`), and the steps that bring an older
+//! database to it. Each step reaches the next version; `migrate` runs those a database
+//! lacks inside one transaction.
 
 use rusqlite::Connection;
 
-use super::DbError;
+use super::error::DbError;
+
+/// The schema of a new database.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(DbError::TooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    }
+    for (reached, run) in MIGRATIONS {
+        if version < *reached {
+            run(&tx)?;
+        }
+    }
+    if version != SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// One step: the version it reaches, and what it does.
-pub(super) type Migration = (i64, fn(&Connection) -> Result<(), DbError>);
+type Migration = (i64, fn(&Connection) -> Result<(), DbError>);
 
 /// Every step, in order.
-pub(super) const MIGRATIONS: &[Migration] = &[
+const MIGRATIONS: &[Migration] = &[
     (2, v2_fewer_pages_per_login),
     (3, v3_login_codes_appended),
     (4, v4_session_key_on_the_user),
@@ -66,7 +97,7 @@ fn v2_fewer_pages_per_login(conn: &Connection) -> Result<(), DbError> {
 /// each login's code on a random page of that index, one more page for every commit to
 /// write, sync and copy back; its indexes by expiry and by session cost two more
 /// inserts. Codes are now found through the server's own index of the codes recorded in
-/// the last five minutes (`src/recent_codes.rs`), which points at the row; expired rows
+/// the last five minutes (`src/domain/recent_codes.rs`), which points at the row; expired rows
 /// are deleted oldest first, in rowid order. A code's row no longer names its session:
 /// the session is found from the secret the row holds masked, as a token finds it, so a
 /// row that outlives its session (purged a week after it ended) leads nowhere rather
@@ -146,7 +177,6 @@ fn rewrite_table_sql(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{SCHEMA, SCHEMA_VERSION, migrate};
     use super::*;
 
     /// A database as version 1 left it: two users, one with a session_key, a session and

@@ -4,7 +4,10 @@
 
 mod changes;
 mod checkpointer;
+mod connection;
+mod error;
 mod migrations;
+pub mod queries;
 mod queue;
 mod readers;
 mod wal_vfs;
@@ -13,17 +16,16 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 pub use changes::{ChangedRow, Changes, MAX_EXTERNAL_LAG, Mark};
 use checkpointer::Checkpointer;
-use migrations::MIGRATIONS;
+use connection::{create_private, open_writer_connection};
+pub use connection::{open_connection, open_existing};
+pub use error::DbError;
+pub use migrations::{SCHEMA_VERSION, migrate};
 use readers::Readers;
 pub use writer::{BatchObserver, Writer};
-
-/// The schema of a new database.
-const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The most memory the writer's page cache may use, in KiB.
 ///
@@ -35,41 +37,6 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 /// common. With 32 MiB the walk of some 8,000 pages took a sixth of the writer's time
 /// once the cache had filled.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
-
-/// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
-
-/// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error(
-        "the database is at schema version {found}, newer than this wxauth understands \
-         ({SCHEMA_VERSION}); run a newer wxauth or restore a backup"
-    )]
-    TooNew { found: i64 },
-    #[error("cannot prepare the database file {path}: {source}")]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot bring the database to schema version {version}: {reason}")]
-    Migration { version: i64, reason: String },
-    #[error("the write was not committed")]
-    NotCommitted,
-    #[error("the database writer has stopped")]
-    WriterStopped,
-    #[error("a database task failed: {0}")]
-    Task(String),
-    #[error("no wxauth database in {0}; start `wxauth serve` with this data directory first")]
-    NoDatabase(PathBuf),
-    #[error(
-        "the running server uses schema version {found}, older than this wxauth's \
-         ({SCHEMA_VERSION}); restart the server with this wxauth first"
-    )]
-    ServerOlder { found: i64 },
-}
 
 /// The database: one writer thread, a few reader threads and a checkpoint thread over
 /// one file.
@@ -214,138 +181,12 @@ impl Db {
     }
 }
 
-fn create_private(path: &Path) -> Result<(), DbError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file_err = |source| DbError::File {
-        path: path.to_owned(),
-        source,
-    };
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file_err)?;
-    crate::datadir::restrict_file(path).map_err(file_err)
-}
-
 /// Reads the writer connection's `data_version`, outside any transaction, into `changes`.
 fn look(conn: &Connection, changes: &Changes) -> Result<(), DbError> {
     // Taken first: every commit made before this instant is in the value read next.
     let began = std::time::Instant::now();
     let data_version = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
     changes.looked(data_version, began);
-    Ok(())
-}
-
-/// Opens the existing database of `data_dir` as one more connection, for the admin
-/// commands that work beside a running server. While one runs, each commit on this
-/// connection returns only after [`MAX_EXTERNAL_LAG`], once the server has stopped using
-/// any copy of rows read before it (see [`Changes`]): the next request sees the change.
-pub fn open_existing(data_dir: &Path) -> Result<Connection, DbError> {
-    let path = data_dir.join(crate::datadir::DATABASE_FILE);
-    if !path.exists() {
-        return Err(DbError::NoDatabase(data_dir.to_owned()));
-    }
-    let mut conn = open_connection(&path, false)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    // Upgrading the schema beneath a running older server would change the tables it
-    // relies on; only a data directory no server holds is migrated here.
-    let _lock = if version < SCHEMA_VERSION {
-        let held = crate::datadir::try_lock(data_dir).map_err(|source| DbError::File {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        Some(held.ok_or(DbError::ServerOlder { found: version })?)
-    } else {
-        None
-    };
-    migrate(&mut conn)?;
-    // SQLite calls this after every commit, once the write lock is released. It replaces
-    // the connection's automatic checkpoints, which the running server does instead (and
-    // the last connection to close does anyway).
-    let dir = data_dir.to_owned();
-    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, _| {
-        if let Ok(None) = crate::datadir::try_lock(&dir) {
-            std::thread::sleep(MAX_EXTERNAL_LAG);
-        }
-        Ok(())
-    }))?;
-    Ok(conn)
-}
-
-/// Opens one connection with the settings every connection needs.
-pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags)?;
-    configure(&conn, read_only)?;
-    Ok(conn)
-}
-
-/// Opens the writer's connection, on the VFS that gathers each commit's writes to the
-/// log into a few system calls (see [`wal_vfs`]).
-fn open_writer_connection(path: &Path) -> Result<Connection, DbError> {
-    wal_vfs::register();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags_and_vfs(path, flags, wal_vfs::NAME)?;
-    configure(&conn, false)?;
-    Ok(conn)
-}
-
-/// Applies the settings every connection needs.
-fn configure(conn: &Connection, read_only: bool) -> Result<(), DbError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    // SQLite may let a plan depend on a bound value (it does for the session lookup's
-    // join); such a statement is prepared again whenever its bindings are cleared, which
-    // rusqlite's statement cache does on every reuse, and that costs several times the
-    // lookup itself. The planner stability guarantee turns value-dependent plans off; no
-    // query of wxauth needs one.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    if !read_only {
-        // WAL lets readers work while the writer commits; FULL makes every commit
-        // durable, so an acknowledged write survives a crash or a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // A batch holding a failed write runs each write in a savepoint, whose statement
-    // journal is a temporary file unless temporary storage lives in memory: a write
-    // system call per page the write touched.
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(())
-}
-
-/// Runs one statement without parameters from the connection's statement cache: the
-/// savepoint statements run for every write of a batch that holds a failure, and parsing
-/// them anew each time showed in profiles.
-fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-/// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
-pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(DbError::TooNew { found: version });
-    }
-    if version == 0 {
-        tx.execute_batch(SCHEMA)?;
-    }
-    for (reached, run) in MIGRATIONS {
-        if version < *reached {
-            run(&tx)?;
-        }
-    }
-    if version != SCHEMA_VERSION {
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    }
-    tx.commit()?;
     Ok(())
 }
 
@@ -475,7 +316,10 @@ mod tests {
         Connection::open(dir.path().join(crate::datadir::DATABASE_FILE)).unwrap();
         let held = crate::datadir::try_lock(dir.path()).unwrap().unwrap();
         let err = open_existing(dir.path()).unwrap_err();
-        assert!(matches!(err, DbError::ServerOlder { found: 0 }), "{err}");
+        assert!(
+            matches!(err, DbError::ServerOlder { found: 0, .. }),
+            "{err}"
+        );
         drop(held);
         let conn = open_existing(dir.path()).unwrap();
         let v: i64 = conn

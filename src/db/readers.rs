@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::{open_connection, run_sql};
+use super::error::DbError;
 use super::queue::{self, next_batch};
-use super::{DbError, open_connection, run_sql};
 
 /// Reads that may wait before callers wait to enqueue.
 const QUEUE_DEPTH: usize = 4096;

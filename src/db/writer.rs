@@ -23,8 +23,9 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::run_sql;
+use super::error::DbError;
 use super::queue::{self, next_batch};
-use super::{DbError, run_sql};
 
 /// The most writes one transaction carries; bounds how long a batch holds the lock.
 const MAX_BATCH: usize = 256;

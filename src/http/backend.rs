@@ -13,8 +13,8 @@ use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
 use super::json::json;
 use crate::app::AppState;
-use crate::service_keys;
-use crate::sessions::{self, Authenticated};
+use crate::domain::service_keys;
+use crate::domain::sessions::{self, Authenticated};
 
 /// The public user id.
 pub const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-user-id");

@@ -10,7 +10,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use crate::db::DbError;
-use crate::wechat::WeChatError;
+use crate::wechat::client::WeChatError;
 
 /// The stable error codes of the API (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,11 +14,11 @@ use super::error::{ApiError, ErrorCode};
 use super::json::{json, json_body, to_json};
 use super::views::{SessionInfo, TokenResponse, UserView};
 use crate::app::AppState;
-use crate::content_check;
-use crate::login::{self, LoginOutcome};
-use crate::profile;
-use crate::sessions::{self, Authenticated};
-use crate::store::{self, FieldValue, ProfileField};
+use crate::db::queries::{self, FieldValue, ProfileField};
+use crate::domain::content_check;
+use crate::domain::login::{self, LoginOutcome};
+use crate::domain::profile;
+use crate::domain::sessions::{self, Authenticated};
 
 pub fn healthz(state: &AppState) -> Response {
     let body = if state.config.dev {
@@ -61,7 +61,7 @@ pub async fn metrics(state: &Arc<AppState>) -> Result<Response, ApiError> {
             tracing::error!(error = %e, "cannot count rows for the metrics");
             ApiError::new(ErrorCode::Internal, "the metrics are not available")
         })?;
-    Ok(reply::with_header(text, "content-type", crate::metrics::CONTENT_TYPE).into_response())
+    Ok(reply::with_header(text, "content-type", crate::ops::metrics::CONTENT_TYPE).into_response())
 }
 
 #[derive(Deserialize)]
@@ -183,7 +183,7 @@ pub async fn patch_me(
     let user_id = user.id;
     let updated = state
         .db
-        .write(move |c| store::update_profile(c, user_id, &changes, now))
+        .write(move |c| queries::update_profile(c, user_id, &changes, now))
         .await?;
     Ok(json(&UserView::from(&updated)))
 }

@@ -7,6 +7,8 @@ pub mod error;
 mod handlers;
 pub mod json;
 pub mod observe;
+pub mod ratelimit;
+pub mod server;
 pub mod views;
 mod wechat;
 
@@ -17,7 +19,6 @@ use warp::Filter;
 use warp::reply::{Reply, Response};
 
 use crate::app::AppState;
-use crate::server;
 use body::{JSON_LIMIT, RawBody};
 use error::ApiError;
 

@@ -12,8 +12,8 @@ use tracing::Instrument;
 use warp::http::{HeaderName, HeaderValue, Request};
 use warp::reply::Response;
 
-use crate::metrics::{self, Metrics, Route};
-use crate::random;
+use crate::keys::random;
+use crate::ops::metrics::{self, Metrics, Route};
 
 /// The header a request id comes in and goes back out in.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::clock::{Rfc3339, UnixTime};
-use crate::login::LoginOutcome;
-use crate::sessions::seconds_until;
-use crate::store::{SessionRow, UserRow};
+use crate::db::queries::{SessionRow, UserRow};
+use crate::domain::login::LoginOutcome;
+use crate::domain::sessions::seconds_until;
 
 /// The User object: no openid, unionid or session_key.
 #[derive(Debug, Serialize)]

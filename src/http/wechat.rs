@@ -13,10 +13,10 @@ use super::handlers::too_many;
 use super::json::json;
 use super::views::UserView;
 use crate::app::AppState;
-use crate::avatars;
-use crate::phone;
-use crate::sessions::{self, Authenticated};
-use crate::wechat_profile;
+use crate::domain::avatars;
+use crate::domain::phone;
+use crate::domain::sessions::{self, Authenticated};
+use crate::domain::wechat_profile;
 
 /// `POST /v1/me/phone`, `POST /v1/me/wechat-profile`, `PUT` (or `POST`) `/v1/me/avatar`
 /// and `GET /v1/avatars/<id>`.

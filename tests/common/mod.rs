@@ -11,8 +11,8 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 use wxauth::clock::ManualClock;
 use wxauth::config::{Config, Layer};
-use wxauth::mock_wechat::MockWeChat;
-use wxauth::secret::Secret;
+use wxauth::keys::secret::Secret;
+use wxauth::wechat::fake::MockWeChat;
 use wxauth::{App, datadir};
 
 /// The AppID the test server is configured with.
@@ -59,7 +59,7 @@ impl TestServer {
         let app = App::start(config.clone(), Arc::new(clock.clone()))
             .await
             .unwrap();
-        wxauth::wechat::install_crypto_provider();
+        wxauth::wechat::client::install_crypto_provider();
         let base = format!("http://{}", app.addr());
         TestServer {
             app: Some(app),

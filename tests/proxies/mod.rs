@@ -17,7 +17,7 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method};
 use warp::path::FullPath;
 use warp::reply::Reply;
-use wxauth::server::{self, ConnectionLimits};
+use wxauth::http::server::{self, ConnectionLimits};
 
 /// The shipped `deploy/` directory.
 pub fn deploy_dir() -> PathBuf {
@@ -398,7 +398,7 @@ pub async fn forward_auth_through(
     // Banned the way `wxauth users ban` does it, on a connection of its own.
     let conn = wxauth::db::open_existing(&server.dir.path().join("data")).unwrap();
     let (start, until) = (crate::common::START, crate::common::START + 86400);
-    wxauth::admin::ban(&conn, plain_id, until, None, start).unwrap();
+    wxauth::ops::admin::ban(&conn, plain_id, until, None, start).unwrap();
     let response = http
         .get(url("/api/profile"))
         .bearer_auth(plain_token)

@@ -4,7 +4,7 @@
 //! which includes this file by path).
 
 use rusqlite::{Connection, params};
-use wxauth::token::SessionSecret;
+use wxauth::keys::token::SessionSecret;
 
 /// Rows written per transaction.
 const BATCH: u64 = 50_000;

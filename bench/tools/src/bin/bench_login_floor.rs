@@ -14,8 +14,8 @@ use std::time::Duration;
 use ring::hmac;
 use warp::{Filter, Reply};
 use wxauth::config::AppConfig;
-use wxauth::secret::Secret;
-use wxauth::wechat::WeChatClient;
+use wxauth::keys::secret::Secret;
+use wxauth::wechat::client::WeChatClient;
 
 #[derive(serde::Deserialize)]
 struct LoginRequest {

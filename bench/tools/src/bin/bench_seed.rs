@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wxauth::datadir::{DATABASE_FILE, KEYS_FILE, ensure_private_dir};
 use wxauth::db::{migrate, open_connection};
-use wxauth::keys::KeyFile;
+use wxauth::keys::key_file::KeyFile;
 use wxauth_bench::seed;
 
 struct Args {
@@ -90,7 +90,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // the random index inserts in memory.
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "cache_size", -512 * 1024)?;
-    let seed_value = u64::from_le_bytes(wxauth::random::bytes());
+    let seed_value = u64::from_le_bytes(wxauth::keys::random::bytes());
     let seeded = seed::seed(
         &mut conn,
         &args.appid,

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::app::AppState;
-use crate::crypto;
+use crate::db::queries::UserRow;
+use crate::domain::session_keys;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::session_keys;
-use crate::store::UserRow;
-use crate::wechat::{PhoneInfo, WeChatError};
+use crate::keys::crypto;
+use crate::wechat::client::{PhoneInfo, WeChatError};
 
 /// The body of `POST /v1/me/phone`: `{"code"}`, or the legacy `{"encrypted_data", "iv"}`.
 #[derive(Debug, Deserialize)]

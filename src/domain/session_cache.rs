@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use warp::http::{HeaderName, HeaderValue};
 
+use crate::db::queries::{SessionRow, UserRow};
 use crate::db::{ChangedRow, Changes, Mark};
 use crate::spread::spread;
-use crate::store::{SessionRow, UserRow};
 
 /// Copies kept at most: a few MiB, which covers far more sessions than are active within
 /// [`MAX_COPY_AGE`] on the servers wxauth is for.

@@ -14,8 +14,8 @@ use std::num::NonZeroU32;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::pbkdf2;
 
-use crate::random;
-use crate::secret::Secret;
+use crate::keys::random;
+use crate::keys::secret::Secret;
 
 /// How a sealed file starts.
 pub const MAGIC: &[u8; 8] = b"WXBKENC1";

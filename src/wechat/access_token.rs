@@ -11,10 +11,10 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::clock::{Clock, UnixTime};
 use crate::config::AppConfig;
-use crate::crypto::{DataKeys, Purpose};
 use crate::db::{Db, DbError};
-use crate::secret::Secret;
-use crate::wechat::{WeChatClient, WeChatError};
+use crate::keys::crypto::{DataKeys, Purpose};
+use crate::keys::secret::Secret;
+use crate::wechat::client::{WeChatClient, WeChatError};
 
 /// How long before WeChat's expiry a token is replaced.
 const REFRESH_EARLY_SECS: i64 = 300;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::config::{AppConfig, ContentCheckPolicy};
+use crate::db::queries::UserRow;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::store::UserRow;
-use crate::wechat::Suggestion;
+use crate::wechat::client::Suggestion;
 
 /// Refuses `nickname` with `content_rejected` if WeChat calls it risky. `review` is
 /// accepted: WeChat leaves that call to the app, and a nickname is easy to change.

@@ -17,7 +17,7 @@ use ring::{digest, hkdf, hmac};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::random;
+use crate::keys::random;
 
 /// The length of the key file's data key.
 pub const DATA_KEY_LEN: usize = 32;

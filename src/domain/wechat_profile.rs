@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::app::AppState;
-use crate::content_check;
-use crate::crypto;
+use crate::db::queries::{self, FieldValue, ProfileField, UserRow};
+use crate::domain::content_check;
+use crate::domain::profile;
+use crate::domain::session_keys;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::profile;
-use crate::session_keys;
-use crate::store::{self, FieldValue, ProfileField, UserRow};
+use crate::keys::crypto;
 
 /// The body of `POST /v1/me/wechat-profile`.
 #[derive(Debug, Deserialize)]
@@ -95,7 +95,7 @@ pub async fn apply(
     let (user_id, now) = (user.id, state.clock.now());
     let updated = state
         .db
-        .write(move |c| store::update_profile(c, user_id, &changes, now))
+        .write(move |c| queries::update_profile(c, user_id, &changes, now))
         .await?;
     tracing::info!(user = %user.public_id, "WeChat profile applied");
     Ok(updated)

@@ -18,7 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::clock::UnixTime;
 use crate::db::{Db, DbError};
 use crate::http::error::ErrorCode;
-use crate::wechat::WeChatError;
+use crate::wechat::client::WeChatError;
 
 /// The content type of the rendered metrics.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::clock::UnixTime;
-use crate::db::DbError;
+use crate::db::error::DbError;
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +173,7 @@ fn one_session_and_user(
 }
 
 /// The session stored under `lookup_key` (a token secret's
-/// [`crate::token::SessionSecret::lookup_key`]), with its user.
+/// [`crate::keys::token::SessionSecret::lookup_key`]), with its user.
 pub fn session_by_secret(
     conn: &Connection,
     lookup_key: &[u8],
@@ -338,7 +338,7 @@ pub struct NewLogin {
     pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
-    /// The session secret's [`crate::token::SessionSecret::lookup_key`].
+    /// The session secret's [`crate::keys::token::SessionSecret::lookup_key`].
     pub secret_hash: Vec<u8>,
     pub code_hash: [u8; 32],
     pub sealed_sid: Vec<u8>,

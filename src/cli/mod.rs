@@ -12,19 +12,19 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::{self, AdminError, SessionRecord, SessionStatus, UserRecord, UserRef};
 use crate::app::App;
-use crate::backup;
-use crate::check::{self, Finding, Status};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::config::{
     Config, ConfigError, DEFAULT_LISTEN, DurationSetting, Layer, LogFormat, default_data_dir,
 };
 use crate::datadir;
 use crate::db;
-use crate::mock_wechat::MockWeChat;
-use crate::secret::Secret;
-use crate::service_keys::{self, ServiceKeyError, ServiceKeyRow};
+use crate::domain::service_keys::{self, ServiceKeyError, ServiceKeyRow};
+use crate::keys::secret::Secret;
+use crate::ops::admin::{self, AdminError, SessionRecord, SessionStatus, UserRecord, UserRef};
+use crate::ops::backup;
+use crate::ops::check::{self, Finding, Status};
+use crate::wechat::fake::MockWeChat;
 
 /// Exit code for a configuration error (bad file, bad flag value, missing secret).
 const EXIT_CONFIG: u8 = 2;

@@ -122,13 +122,13 @@ mod tests {
                 [],
             )?;
             for _ in 0..n {
-                let secret: [u8; 32] = crate::random::bytes();
+                let secret: [u8; 32] = crate::keys::random::bytes();
                 c.execute(
                     "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, \
                      expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, 1, 0, ?3, ?3, 0)",
-                    params![crate::random::public_id("s_"), &secret[..], expires_at],
+                    params![crate::keys::random::public_id("s_"), &secret[..], expires_at],
                 )?;
-                let code: [u8; 32] = crate::random::bytes();
+                let code: [u8; 32] = crate::keys::random::bytes();
                 c.execute(
                     "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
                      VALUES (?1, x'00', 0, ?2)",

@@ -19,10 +19,10 @@ use serde::Serialize;
 use crate::clock::{Clock, UnixTime, rfc3339};
 use crate::datadir::{self, DATABASE_FILE, KEYS_FILE};
 use crate::db::{self, DbError, SCHEMA_VERSION};
-use crate::keys::KeyFile;
-use crate::random;
-use crate::sealed::{self, SealError};
-use crate::secret::Secret;
+use crate::keys::key_file::KeyFile;
+use crate::keys::random;
+use crate::keys::sealed::{self, SealError};
+use crate::keys::secret::Secret;
 
 /// What the `format` row of a backup says; a later layout gets a new one.
 pub const FORMAT: &str = "wxauth-backup/1";
@@ -41,7 +41,7 @@ pub enum BackupError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("the data directory's key file cannot be backed up: {0}")]
-    Keys(#[from] crate::keys::KeyFileError),
+    Keys(#[from] crate::keys::key_file::KeyFileError),
     #[error("{path} is not a usable wxauth backup: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("a wxauth server is running on {0}; stop it before restoring")]
@@ -480,7 +480,7 @@ pub struct Schedule {
 pub async fn run_schedule(
     schedule: Schedule,
     clock: Arc<dyn Clock>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
 ) {
     let start = tokio::time::Instant::now() + schedule.every;
     let mut ticks = tokio::time::interval_at(start, schedule.every);
@@ -595,7 +595,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::keys::KeyFile;
+    use crate::keys::key_file::KeyFile;
 
     /// A data directory with a database holding one user and a key file.
     fn data_dir() -> tempfile::TempDir {

@@ -21,7 +21,7 @@ use warp::Filter;
 use warp::reply::Response;
 
 use crate::http::observe::Observation;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// The most a request head (request line and headers) may take.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;

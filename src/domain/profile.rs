@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::db::queries::{FieldValue, ProfileField};
 use crate::http::error::ApiError;
-use crate::store::{FieldValue, ProfileField};
 
 const NICKNAME_MAX_CHARS: usize = 64;
 const TEXT_MAX_CHARS: usize = 64;

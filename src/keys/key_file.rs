@@ -11,10 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::crypto::{DATA_KEY_LEN, DataKeys};
 use crate::datadir;
-use crate::random;
-use crate::token::{Keyring, is_valid_kid};
+use crate::keys::crypto::{DATA_KEY_LEN, DataKeys};
+use crate::keys::random;
+use crate::keys::token::{Keyring, is_valid_kid};
 
 /// Why the key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +220,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::token::SessionSecret;
+    use crate::keys::token::SessionSecret;
 
     #[test]
     fn first_start_creates_a_private_key_file_that_reloads() {
@@ -273,13 +273,13 @@ mod tests {
         let upgraded = KeyFile::load_or_create(&path, 5).unwrap();
         assert_eq!(upgraded.active, old.active);
         let keys = upgraded.data_keys().unwrap();
-        let sealed = keys.seal(crate::crypto::Purpose::SessionKey, b"u", b"k");
+        let sealed = keys.seal(crate::keys::crypto::Purpose::SessionKey, b"u", b"k");
         let again = KeyFile::load_or_create(&path, 6)
             .unwrap()
             .data_keys()
             .unwrap();
         assert_eq!(
-            again.open(crate::crypto::Purpose::SessionKey, b"u", &sealed),
+            again.open(crate::keys::crypto::Purpose::SessionKey, b"u", &sealed),
             Some(b"k".to_vec())
         );
         let text = std::fs::read_to_string(&path).unwrap();

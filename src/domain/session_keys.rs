@@ -8,10 +8,10 @@ use rusqlite::OptionalExtension;
 
 use crate::app::AppState;
 use crate::config::AppConfig;
-use crate::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
+use crate::db::queries::UserRow;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::secret::Secret;
-use crate::store::UserRow;
+use crate::keys::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
+use crate::keys::secret::Secret;
 
 /// `session_key` sealed for the user whose public id is `public_id`, with `nonce` (fresh
 /// random bytes), as a login stores it on the user's row (`users.session_key`).

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::AppConfig;
-use crate::metrics::Metrics;
-use crate::random;
-use crate::secret::Secret;
+use crate::keys::random;
+use crate::keys::secret::Secret;
+use crate::ops::metrics::Metrics;
 
 /// What `jscode2session` returns on success.
 #[derive(Debug, Clone)]

@@ -11,11 +11,11 @@ use ring::digest;
 use rusqlite::{OptionalExtension, params};
 
 use crate::app::AppState;
-use crate::crypto::hex;
+use crate::db::queries::{self, UserRow};
 use crate::http::body::{MULTIPART_OVERHEAD, RawBody, is_multipart};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::random;
-use crate::store::{self, UserRow};
+use crate::keys::crypto::hex;
+use crate::keys::random;
 
 /// The image formats accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,10 @@ pub async fn save(
         None => path_of(&id),
     };
     let (user_id, now) = (user.id, state.clock.now());
-    let changes = [(store::ProfileField::AvatarUrl, store::FieldValue::Text(url))];
+    let changes = [(
+        queries::ProfileField::AvatarUrl,
+        queries::FieldValue::Text(url),
+    )];
     let updated = state
         .db
         .write(move |c| {
@@ -174,7 +177,7 @@ pub async fn save(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![id, user_id, kind.mime(), sha256, &image[..], now])?;
-            store::update_profile(c, user_id, &changes, now)
+            queries::update_profile(c, user_id, &changes, now)
         })
         .await?;
     tracing::info!(user = %user.public_id, kind = kind.mime(), "avatar uploaded");

@@ -24,7 +24,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use crate::clock::UnixTime;
-use crate::login::CODE_LIFETIME_SECS;
+use crate::domain::login::CODE_LIFETIME_SECS;
 
 /// The login codes recorded recently, each with its row.
 pub struct RecentCodes(Mutex<Generations>);

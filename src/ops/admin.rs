@@ -11,8 +11,8 @@ use crate::clock::{UnixTime, parse_rfc3339, rfc3339};
 use crate::config::DurationSetting;
 use crate::datadir;
 use crate::db::DbError;
-use crate::keys::{KeyFile, KeyFileError};
-use crate::store::{self, RevokeReason, SessionRow, UserRow};
+use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
+use crate::keys::key_file::{KeyFile, KeyFileError};
 
 /// The ban end used when none is given: the last second of year 9999.
 pub const FOREVER: UnixTime = crate::clock::MAX_TIME;
@@ -27,7 +27,7 @@ pub enum AdminError {
     #[error(transparent)]
     Keys(#[from] KeyFileError),
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(#[from] crate::ops::backup::BackupError),
     #[error("{0}")]
     Refused(String),
 }
@@ -143,12 +143,12 @@ pub fn list_users(
     }
     let position = match before {
         Some(id) => {
-            let user = store::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id))?;
+            let user = queries::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id))?;
             Some(user.id)
         }
         None => None,
     };
-    Ok(store::list_users(conn, appid, position, limit)?)
+    Ok(queries::list_users(conn, appid, position, limit)?)
 }
 
 /// How to find one user.
@@ -166,9 +166,9 @@ pub enum UserRef<'a> {
 /// The one user `which` names.
 pub fn find_user(conn: &Connection, which: UserRef<'_>) -> Result<UserRow, AdminError> {
     match which {
-        UserRef::Id(id) => store::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id)),
+        UserRef::Id(id) => queries::user_by_public_id(conn, id)?.ok_or_else(|| no_such_user(id)),
         UserRef::OpenId { openid, appid } => {
-            let mut found = store::users_by_openid(conn, openid, appid)?;
+            let mut found = queries::users_by_openid(conn, openid, appid)?;
             match found.len() {
                 0 => Err(AdminError::Refused(format!(
                     "there is no user with openid `{openid}`{}",
@@ -256,16 +256,16 @@ pub fn user_sessions(
     which: UserRef<'_>,
 ) -> Result<(UserRow, Vec<SessionRow>), AdminError> {
     let user = find_user(conn, which)?;
-    let sessions = store::user_sessions(conn, user.id)?;
+    let sessions = queries::user_sessions(conn, user.id)?;
     Ok((user, sessions))
 }
 
 /// Revokes one session by its public id (`s_…`); a running server refuses its token
 /// from the next request on.
 pub fn revoke_session(conn: &Connection, session: &str, now: UnixTime) -> Result<(), AdminError> {
-    let (row, _) = store::session_by_public_id(conn, session)?
+    let (row, _) = queries::session_by_public_id(conn, session)?
         .ok_or_else(|| AdminError::Refused(format!("there is no session `{session}`")))?;
-    if !store::revoke_session(conn, row.id, now, RevokeReason::Admin)? {
+    if !queries::revoke_session(conn, row.id, now, RevokeReason::Admin)? {
         return Err(AdminError::Refused(format!(
             "session `{session}` is already revoked"
         )));
@@ -280,7 +280,7 @@ pub fn revoke_user_sessions(
     now: UnixTime,
 ) -> Result<usize, AdminError> {
     let row = find_user(conn, UserRef::Id(user))?;
-    Ok(store::revoke_user_sessions(
+    Ok(queries::revoke_user_sessions(
         conn,
         row.id,
         now,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AppConfig, Config};
 use crate::datadir;
 use crate::db::{self, SCHEMA_VERSION};
-use crate::keys::KeyFile;
+use crate::keys::key_file::KeyFile;
 
 /// How a single check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,7 +179,7 @@ pub async fn online(config: &Config) -> Vec<Finding> {
             "dev mode talks to the built-in fake WeChat; nothing to verify online",
         )];
     }
-    crate::wechat::install_crypto_provider();
+    crate::wechat::client::install_crypto_provider();
     let http = match reqwest::Client::builder()
         .connect_timeout(config.wechat_connect_timeout)
         .timeout(config.wechat_timeout)
@@ -263,7 +263,7 @@ pub fn readyz_url(listen: SocketAddr) -> String {
 
 /// GETs `url` and succeeds on a 2xx answer within `timeout`.
 pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
-    crate::wechat::install_crypto_provider();
+    crate::wechat::client::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(timeout)
         .build()

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::clock::{UnixTime, rfc3339, secs};
+use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
+use crate::domain::session_cache::{CopyState, Found};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::session_cache::{CopyState, Found};
+use crate::keys::token::SessionSecret;
 use crate::spread::spread;
-use crate::store::{self, RevokeReason, SessionRow, UserRow};
-use crate::token::SessionSecret;
 
 /// The least time between two updates of a session's `last_seen_at`; keeps the hot path
 /// from writing on every call.
@@ -143,7 +143,7 @@ pub async fn authenticate_token(
         let id = session.id;
         state
             .db
-            .write_detached(move |c| store::touch_session(c, id, now));
+            .write_detached(move |c| queries::touch_session(c, id, now));
     }
     Ok(Authenticated {
         session,
@@ -164,7 +164,7 @@ async fn find_session(state: &AppState, secret: &SessionSecret) -> Result<Found,
     let key = secret.lookup_key();
     // Boxed so that the trip's state, needed only on a miss, does not enlarge the
     // future of every authenticated request.
-    let found = Box::pin(state.db.read(move |c| store::session_by_secret(c, &key))).await?;
+    let found = Box::pin(state.db.read(move |c| queries::session_by_secret(c, &key))).await?;
     state.metrics.session_read();
     let Some((session, user)) = found else {
         return Err(ApiError::new(
@@ -189,7 +189,7 @@ pub async fn refresh(state: &Arc<AppState>, auth: &Authenticated) -> Result<Sess
     let id = auth.session.id;
     state
         .db
-        .write(move |c| store::refresh_session(c, id, expires_at, now))
+        .write(move |c| queries::refresh_session(c, id, expires_at, now))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -211,9 +211,9 @@ pub async fn logout(
         .db
         .write(move |c| {
             if all {
-                store::revoke_user_sessions(c, user_id, now, RevokeReason::Logout).map(drop)
+                queries::revoke_user_sessions(c, user_id, now, RevokeReason::Logout).map(drop)
             } else {
-                store::revoke_session(c, session_id, now, RevokeReason::Logout).map(drop)
+                queries::revoke_session(c, session_id, now, RevokeReason::Logout).map(drop)
             }
         })
         .await?;

@@ -13,10 +13,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::app::AppState;
 use crate::clock::UnixTime;
 use crate::db::DbError;
+use crate::domain::sessions::bearer_token;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::random;
-use crate::secret::Secret;
-use crate::sessions::bearer_token;
+use crate::keys::random;
+use crate::keys::secret::Secret;
 
 /// How every key starts, so a leaked one is recognisable (and greppable in a repository).
 pub const KEY_PREFIX: &str = "wxsk_";

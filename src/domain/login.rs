@@ -13,13 +13,13 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::clock::secs;
 use crate::config::AppConfig;
-use crate::crypto;
+use crate::db::queries::{self, LoginWritten, NewLogin, SessionRow, UserRow};
+use crate::domain::session_keys;
+use crate::domain::sessions::{self, banned};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::random;
-use crate::session_keys;
-use crate::sessions::{self, banned};
-use crate::store::{self, LoginWritten, NewLogin, SessionRow, UserRow};
-use crate::token::SessionSecret;
+use crate::keys::crypto;
+use crate::keys::random;
+use crate::keys::token::SessionSecret;
 
 /// How long WeChat keeps a `wx.login` code valid, and so how long a replay is honoured.
 pub const CODE_LIFETIME_SECS: i64 = 300;
@@ -155,7 +155,7 @@ async fn fresh_login(
     let written = state
         .db
         .write(move |c| {
-            store::record_login(c, &new, &|public_id| {
+            queries::record_login(c, &new, &|public_id| {
                 session_keys::seal(&keys, public_id, &session_key, returning_nonce)
             })
         })
@@ -201,10 +201,10 @@ async fn replay(
         .db
         .read(move |c| {
             for id in rows {
-                if let Some(row) = store::login_code(c, id, &key, now)? {
+                if let Some(row) = queries::login_code(c, id, &key, now)? {
                     let secret = SessionSecret::from_bytes(&mask(&pad, &row.sealed_sid));
                     let session = match &secret {
-                        Some(secret) => store::session_by_secret(c, &secret.lookup_key())?,
+                        Some(secret) => queries::session_by_secret(c, &secret.lookup_key())?,
                         None => None,
                     };
                     return Ok(Some((secret, session, row.new_user)));

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::{digest, hmac};
 
-use crate::random;
+use crate::keys::random;
 
 /// Bytes of randomness in a session secret.
 const RANDOM_LEN: usize = 16;

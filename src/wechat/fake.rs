@@ -58,9 +58,9 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use crate::crypto;
-use crate::random;
-use crate::server::{self, ConnectionLimits};
+use crate::http::server::{self, ConnectionLimits};
+use crate::keys::crypto;
+use crate::keys::random;
 
 /// Codes remembered as used before the memory is reset; keeps a long benchmark bounded.
 const USED_CODES_CAP: usize = 1_000_000;

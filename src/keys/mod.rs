@@ -1,0 +1,9 @@
+//! Keys and crypto: the session token, sealing data at rest, the key file, randomness,
+//! and the types that keep secrets out of logs.
+
+pub mod crypto;
+pub mod key_file;
+pub mod random;
+pub mod sealed;
+pub mod secret;
+pub mod token;
