@@ -5,27 +5,26 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
-use crate::config::{AppConfig, Config};
+use crate::clock::{Clock, secs};
+use crate::config::Config;
 use crate::datadir;
-use crate::db::queries::UserRow;
 use crate::db::{Db, DbError};
-use crate::domain::login::InFlight;
+use crate::domain::login::{Logins, SessionPolicy};
+use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
-use crate::domain::session_cache::SessionCache;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::domain::sessions::Sessions;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
-use crate::keys::crypto::DataKeys;
+use crate::http::state::AppState;
 use crate::keys::key_file::{KeyFile, KeyFileError};
-use crate::keys::token::Keyring;
+use crate::keys::token::SigningKeys;
 use crate::ops::metrics::Metrics;
 use crate::wechat::access_token::AccessTokens;
 use crate::wechat::client::WeChatClient;
@@ -60,52 +59,6 @@ pub enum StartError {
     DevWeChat(std::io::Error),
     #[error("cannot build the WeChat client: {0}")]
     WeChatClient(String),
-}
-
-/// What every request handler shares.
-pub struct AppState {
-    pub config: Config,
-    pub db: Arc<Db>,
-    pub wechat: WeChatClient,
-    pub clock: Arc<dyn Clock>,
-    pub logins: InFlight,
-    pub metrics: Arc<Metrics>,
-    /// Seal session_keys and access_tokens in the database.
-    pub data_keys: Arc<DataKeys>,
-    pub access_tokens: AccessTokens,
-    /// Per client IP on `/v1/login`; `None` when switched off.
-    pub login_limiter: Option<RateLimiter>,
-    /// Per user on profile writes; `None` when switched off.
-    pub profile_limiter: Option<RateLimiter>,
-    /// Sessions recently authenticated, with their users.
-    pub session_cache: SessionCache,
-    /// Login codes recorded in the last five minutes, so that a new code skips the
-    /// database read for an earlier login with it.
-    pub recent_codes: RecentCodes,
-    keyring: RwLock<Arc<Keyring>>,
-}
-
-impl AppState {
-    /// The signing keys as of now; `wxauth keys rotate|retire` replace them while the
-    /// server runs.
-    pub fn keyring(&self) -> Arc<Keyring> {
-        Arc::clone(&self.keyring.read().expect("keyring lock poisoned"))
-    }
-
-    /// The configured app `user` belongs to; `unknown_app` if it was removed from the
-    /// configuration since the user logged in.
-    pub fn app_of(&self, user: &UserRow) -> Result<&AppConfig, ApiError> {
-        self.config.app(Some(&user.appid)).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownApp,
-                "the user's app is no longer configured on this server",
-            )
-        })
-    }
-
-    fn replace_keyring(&self, keyring: Keyring) {
-        *self.keyring.write().expect("keyring lock poisoned") = Arc::new(keyring);
-    }
 }
 
 /// A running server.
@@ -183,7 +136,7 @@ impl App {
             config.wechat_timeout,
         )
         .map_err(|e| StartError::WeChatClient(e.to_string()))?
-        .with_metrics(Arc::clone(&metrics));
+        .with_observer(Arc::clone(&metrics) as Arc<dyn crate::wechat::client::CallObserver>);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -209,31 +162,58 @@ impl App {
             None => None,
         };
         raise_open_file_limit(config.max_connections);
-        let access_tokens = AccessTokens::new(
+        let access_tokens = Arc::new(AccessTokens::new(
             &config.apps,
             Arc::clone(&db),
             wechat.clone(),
             Arc::clone(&clock),
             Arc::clone(&data_keys),
-        );
+        ));
+        let keys = Arc::new(SigningKeys::new(keyring));
+        let policy = SessionPolicy {
+            token_ttl: secs(config.token_ttl),
+            session_max_age: secs(config.session_max_age),
+            max_sessions: config.max_sessions_per_user,
+        };
         let state = Arc::new(AppState {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
             profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
-            session_cache: SessionCache::new(Arc::clone(db.changes())),
-            recent_codes,
+            sessions: Sessions::new(
+                Arc::clone(&db),
+                Arc::clone(&clock),
+                Arc::clone(&keys),
+                metrics.session_reads(),
+                policy.token_ttl,
+            ),
+            logins: Arc::new(Logins::new(
+                Arc::clone(&db),
+                wechat,
+                Arc::clone(&clock),
+                Arc::clone(&data_keys),
+                Arc::clone(&keys),
+                recent_codes,
+                policy,
+            )),
+            profiles: Profiles::new(
+                Arc::clone(&db),
+                Arc::clone(&clock),
+                data_keys,
+                access_tokens,
+                config.apps.clone(),
+                config.public_url.clone(),
+                config.content_check_unavailable,
+            ),
             config,
             db,
-            wechat,
             clock,
-            logins: InFlight::default(),
             metrics: Arc::clone(&metrics),
-            data_keys,
-            access_tokens,
-            keyring: RwLock::new(Arc::new(keyring)),
         });
-        let key_watch = tokio::spawn(watch_keys(Arc::clone(&state), dir.join(datadir::KEYS_FILE)));
+        let key_watch = tokio::spawn(watch_keys(keys, dir.join(datadir::KEYS_FILE)));
         let other_commits = tokio::spawn(Arc::clone(&state.db).watch_other_commits());
-        let maintenance = tokio::spawn(crate::ops::maintenance::run(Arc::clone(&state)));
+        let maintenance = tokio::spawn(crate::ops::maintenance::run(
+            Arc::clone(&state.db),
+            Arc::clone(&state.clock),
+        ));
         let backups = state.config.backup_interval.map(|every| {
             let schedule = crate::ops::backup::Schedule {
                 data_dir: dir.clone(),
@@ -346,7 +326,7 @@ const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Reloads the signing keys whenever the key file is replaced. A damaged file is
 /// reported and ignored; the keys in use stay in use.
-async fn watch_keys(state: Arc<AppState>, path: PathBuf) {
+async fn watch_keys(keys: Arc<SigningKeys>, path: PathBuf) {
     let stamp = |path: &PathBuf| {
         std::fs::metadata(path)
             .ok()
@@ -369,7 +349,7 @@ async fn watch_keys(state: Arc<AppState>, path: PathBuf) {
         }) {
             Ok(keyring) => {
                 tracing::info!(active = keyring.active_kid(), "signing keys reloaded");
-                state.replace_keyring(keyring);
+                keys.replace(keyring);
             }
             Err(e) => {
                 tracing::error!(error = %e, "the key file changed but cannot be used; keeping the current keys")

@@ -1,19 +1,16 @@
-//! Avatar uploads (`PUT /v1/me/avatar`) and serving them (`GET /v1/avatars/<id>`).
-//! The picture comes as `multipart/form-data` (what `wx.uploadFile` sends) or as a raw
-//! image body; its type is read from its first bytes, never taken from the client.
-//! Images live in the database, one per user: a new upload replaces the last.
-
-use std::convert::Infallible;
-use std::sync::Arc;
+//! Avatars: storing an uploaded picture (`PUT /v1/me/avatar`) and finding it again
+//! (`GET /v1/avatars/<id>`). An image's type is read from its first bytes, never taken
+//! from the client. Images live in the database, one per user: a new upload replaces
+//! the last.
 
 use bytes::Bytes;
 use ring::digest;
 use rusqlite::{OptionalExtension, params};
 
-use crate::app::AppState;
+use crate::db::Db;
 use crate::db::queries::{self, UserRow};
-use crate::http::body::{MULTIPART_OVERHEAD, RawBody, is_multipart};
-use crate::http::error::{ApiError, ErrorCode};
+use crate::domain::error::Error;
+use crate::domain::profiles::Profiles;
 use crate::keys::crypto::hex;
 use crate::keys::random;
 
@@ -68,106 +65,32 @@ pub fn path_of(id: &str) -> String {
     format!("/v1/avatars/{id}")
 }
 
-fn unsupported() -> ApiError {
-    ApiError::new(
-        ErrorCode::UnsupportedMediaType,
-        "the avatar must be a PNG, JPEG, WebP or GIF image, sent as multipart/form-data \
-         (wx.uploadFile) or as the raw body with an image/* Content-Type",
-    )
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("the avatar is larger than the limit of {limit} bytes"),
-    )
-}
-
-/// The image in an upload body, at most `limit` bytes, and its type.
-pub async fn extract(body: RawBody, limit: u64) -> Result<(Bytes, ImageType), ApiError> {
-    let content_type = body.content_type.as_deref().unwrap_or_default();
-    let file = if is_multipart(content_type) {
-        file_part(content_type, body.bytes, limit).await?
-    } else {
-        let declared = content_type.split(';').next().unwrap_or_default().trim();
-        if !declared.to_ascii_lowercase().starts_with("image/") {
-            return Err(unsupported());
-        }
-        body.bytes
-    };
-    if file.is_empty() {
-        return Err(ApiError::invalid("the avatar file is empty"));
-    }
-    if file.len() as u64 > limit {
-        return Err(too_large(limit));
-    }
-    let kind = ImageType::sniff(&file).ok_or_else(unsupported)?;
-    Ok((file, kind))
-}
-
-/// The one file of a multipart body: the part with a file name, or the only part.
-async fn file_part(content_type: &str, body: Bytes, limit: u64) -> Result<Bytes, ApiError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|_| ApiError::invalid("the multipart Content-Type has no boundary"))?;
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new()
-            .per_field(limit)
-            .whole_stream(limit.saturating_add(MULTIPART_OVERHEAD)),
-    );
-    let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(body) });
-    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
-    let malformed = |e: multer::Error| match e {
-        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
-            too_large(limit)
-        }
-        other => ApiError::invalid(format!("the multipart body is malformed: {other}")),
-    };
-    let mut files = Vec::new();
-    let mut others = Vec::new();
-    while let Some(field) = form.next_field().await.map_err(malformed)? {
-        let named_file = field.file_name().is_some();
-        let bytes = field.bytes().await.map_err(malformed)?;
-        if named_file {
-            files.push(bytes);
-        } else {
-            others.push(bytes);
-        }
-    }
-    match (files.len(), others.len()) {
-        (1, _) => Ok(files.remove(0)),
-        (0, 1) => Ok(others.remove(0)),
-        _ => Err(ApiError::invalid(
-            "send exactly one file in the multipart body",
-        )),
-    }
-}
-
 /// Stores `image` as `user`'s avatar, deletes the one before, points `avatar_url` at the
 /// new one and returns the updated user.
 pub async fn save(
-    state: &Arc<AppState>,
+    profiles: &Profiles,
     user: &UserRow,
     image: Bytes,
     kind: ImageType,
-) -> Result<UserRow, ApiError> {
+) -> Result<UserRow, Error> {
     // Hashing two megabytes is a few milliseconds: off the async workers.
     let (image, sha256) = tokio::task::spawn_blocking(move || {
         let sha256 = hex(digest::digest(&digest::SHA256, &image).as_ref());
         (image, sha256)
     })
     .await
-    .map_err(|e| ApiError::internal(&e))?;
+    .map_err(|e| Error::Broken(format!("hashing the avatar failed: {e}").into()))?;
     let id = random::public_id("a_");
-    let url = match &state.config.public_url {
+    let url = match &profiles.public_url {
         Some(base) => format!("{base}{}", path_of(&id)),
         None => path_of(&id),
     };
-    let (user_id, now) = (user.id, state.clock.now());
+    let (user_id, now) = (user.id, profiles.clock.now());
     let changes = [(
         queries::ProfileField::AvatarUrl,
         queries::FieldValue::Text(url),
     )];
-    let updated = state
+    let updated = profiles
         .db
         .write(move |c| {
             c.prepare_cached("DELETE FROM avatars WHERE user_id = ?1")?
@@ -192,15 +115,14 @@ fn is_avatar_id(id: &str) -> bool {
 
 /// The avatar `id`, without its bytes when `if_none_match` already names its ETag.
 pub async fn load(
-    state: &Arc<AppState>,
+    db: &Db,
     id: String,
     if_none_match: Option<String>,
-) -> Result<Option<Avatar>, ApiError> {
+) -> Result<Option<Avatar>, Error> {
     if !is_avatar_id(&id) {
         return Ok(None);
     }
-    Ok(state
-        .db
+    Ok(db
         .read(move |c| {
             let found: Option<(String, String)> = c
                 .prepare_cached("SELECT content_type, sha256 FROM avatars WHERE id = ?1")?

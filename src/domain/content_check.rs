@@ -2,30 +2,29 @@
 //! apps with `content_check = true`. What happens when WeChat cannot be asked is the
 //! `content_check_unavailable` policy.
 
-use std::sync::Arc;
-
-use crate::app::AppState;
 use crate::config::{AppConfig, ContentCheckPolicy};
 use crate::db::queries::UserRow;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::domain::error::Error;
+use crate::domain::profiles::Profiles;
 use crate::wechat::client::Suggestion;
 
 /// Refuses `nickname` with `content_rejected` if WeChat calls it risky. `review` is
 /// accepted: WeChat leaves that call to the app, and a nickname is easy to change.
 pub async fn check_nickname(
-    state: &Arc<AppState>,
+    profiles: &Profiles,
     app: &AppConfig,
     user: &UserRow,
     nickname: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if !app.content_check {
         return Ok(());
     }
-    let verdict = state
-        .access_tokens
+    let verdict = profiles
+        .wechat
         .call(app, |token| async move {
-            state
+            profiles
                 .wechat
+                .client()
                 .msg_sec_check(&token, &user.openid, nickname)
                 .await
         })
@@ -33,13 +32,10 @@ pub async fn check_nickname(
     match verdict {
         Ok(Suggestion::Risky) => {
             tracing::info!(user = %user.public_id, "WeChat's content check rejected a nickname");
-            Err(ApiError::new(
-                ErrorCode::ContentRejected,
-                "WeChat's content check says this nickname is not allowed; choose another",
-            ))
+            Err(Error::ContentRejected)
         }
         Ok(Suggestion::Pass | Suggestion::Review) => Ok(()),
-        Err(e) => match state.config.content_check_unavailable {
+        Err(e) => match profiles.content_check_unavailable {
             ContentCheckPolicy::Allow => {
                 tracing::warn!(
                     user = %user.public_id,
@@ -54,11 +50,7 @@ pub async fn check_nickname(
                     error = %e,
                     "the nickname content check failed; refusing the change (content_check_unavailable = reject)"
                 );
-                Err(ApiError::new(
-                    ErrorCode::UpstreamUnavailable,
-                    "WeChat's content check is unavailable, so the nickname cannot be changed now; try again shortly",
-                )
-                .retry_after(5))
+                Err(Error::ContentCheckUnavailable)
             }
         },
     }

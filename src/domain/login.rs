@@ -10,19 +10,18 @@ use futures_util::future::BoxFuture;
 use ring::digest;
 use tracing::Instrument;
 
-use crate::app::AppState;
-use crate::clock::secs;
+use crate::clock::Clock;
 use crate::config::AppConfig;
+use crate::db::Db;
 use crate::db::queries::{self, LoginWritten, NewLogin, SessionRow, UserRow};
+use crate::domain::error::Error;
+use crate::domain::recent_codes::{CODE_LIFETIME_SECS, RecentCodes};
 use crate::domain::session_keys;
 use crate::domain::sessions::{self, banned};
-use crate::http::error::{ApiError, ErrorCode};
-use crate::keys::crypto;
+use crate::keys::crypto::{self, DataKeys};
 use crate::keys::random;
-use crate::keys::token::SessionSecret;
-
-/// How long WeChat keeps a `wx.login` code valid, and so how long a replay is honoured.
-pub const CODE_LIFETIME_SECS: i64 = 300;
+use crate::keys::token::{SessionSecret, SigningKeys};
+use crate::wechat::client::WeChatClient;
 
 /// A successful login, as the API reports it.
 #[derive(Debug, Clone)]
@@ -33,207 +32,257 @@ pub struct LoginOutcome {
     pub new_user: bool,
 }
 
-type Shared = futures_util::future::Shared<BoxFuture<'static, Result<LoginOutcome, ApiError>>>;
+/// A login's result, shared by every request that brought the same code.
+type Shared = futures_util::future::Shared<BoxFuture<'static, Result<LoginOutcome, Arc<Error>>>>;
 
-/// Logins in flight, by code: the first request for a code starts the work and every
-/// request with that code waits for its result.
-#[derive(Default)]
-pub struct InFlight(Mutex<HashMap<[u8; 32], Shared>>);
+/// How long sessions live: the settings a login applies.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// A session ends this many seconds after its last refresh.
+    pub token_ttl: i64,
+    /// No session lives longer than this many seconds.
+    pub session_max_age: i64,
+    /// Beyond this many live sessions, a user's oldest is evicted.
+    pub max_sessions: u32,
+}
 
-impl std::fmt::Debug for InFlight {
+/// Logins with `wx.login` codes: what they use, and the logins in flight by code (the
+/// first request for a code starts the work and every request with that code waits for
+/// its result).
+pub struct Logins {
+    db: Arc<Db>,
+    wechat: WeChatClient,
+    clock: Arc<dyn Clock>,
+    data_keys: Arc<DataKeys>,
+    keys: Arc<SigningKeys>,
+    recent_codes: RecentCodes,
+    policy: SessionPolicy,
+    in_flight: Mutex<HashMap<[u8; 32], Shared>>,
+}
+
+impl std::fmt::Debug for Logins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map_or(0, |map| map.len());
-        f.debug_tuple("InFlight").field(&n).finish()
+        let n = self.in_flight.lock().map_or(0, |map| map.len());
+        f.debug_struct("Logins")
+            .field("policy", &self.policy)
+            .field("in_flight", &n)
+            .finish_non_exhaustive()
     }
 }
 
-/// Logs in with a `wx.login` code for `app`.
-///
-/// The work runs as a task of its own, not inside the request: once WeChat has consumed
-/// the code, the login must be recorded even if the client has gone away, or its retry
-/// would find the code used and no session to give back.
-pub async fn login(
-    state: &Arc<AppState>,
-    app: &AppConfig,
-    code: &str,
-) -> Result<LoginOutcome, ApiError> {
-    let key = code_hash(&app.appid, code);
-    let shared = {
-        let mut map = state.logins.0.lock().expect("in-flight map poisoned");
-        map.entry(key)
-            .or_insert_with(|| {
-                // The task logs within the request that started it.
-                let task = tokio::spawn(
-                    run_login(Arc::clone(state), app.clone(), code.to_owned(), key)
-                        .instrument(tracing::Span::current()),
-                );
-                async move {
-                    task.await.unwrap_or_else(|e| {
-                        Err(ApiError::internal(&std::io::Error::other(e.to_string())))
-                    })
-                }
-                .boxed()
-                .shared()
-            })
-            .clone()
-    };
-    shared.await
-}
-
-/// Does one login and then forgets the code's in-flight entry; later requests with the
-/// code find the recorded result in the database instead.
-async fn run_login(
-    state: Arc<AppState>,
-    app: AppConfig,
-    code: String,
-    key: [u8; 32],
-) -> Result<LoginOutcome, ApiError> {
-    let result = fresh_login(&state, &app, &code, key).await;
-    state
-        .logins
-        .0
-        .lock()
-        .expect("in-flight map poisoned")
-        .remove(&key);
-    result
-}
-
-/// Calls WeChat and records the login, unless the code already led to a live session
-/// (a retried request), which is returned instead.
-async fn fresh_login(
-    state: &Arc<AppState>,
-    app: &AppConfig,
-    code: &str,
-    key: [u8; 32],
-) -> Result<LoginOutcome, ApiError> {
-    if let Some(outcome) = replay(state, &app.appid, code, key).await? {
-        return Ok(outcome);
+impl Logins {
+    /// Logins recorded in `db`, checked with `wechat`, their session_keys sealed with
+    /// `data_keys` and their tokens signed with `keys`.
+    pub fn new(
+        db: Arc<Db>,
+        wechat: WeChatClient,
+        clock: Arc<dyn Clock>,
+        data_keys: Arc<DataKeys>,
+        keys: Arc<SigningKeys>,
+        recent_codes: RecentCodes,
+        policy: SessionPolicy,
+    ) -> Logins {
+        Logins {
+            db,
+            wechat,
+            clock,
+            data_keys,
+            keys,
+            recent_codes,
+            policy,
+            in_flight: Mutex::default(),
+        }
     }
-    let wx = state.wechat.code2session(app, code).await?;
-    // All of a login's randomness in one system call, and here rather than in the
-    // write: the writer is the one thread every login passes through. Two nonces for the
-    // session_key: one seals it for the new user this login may create, the other, on
-    // the writer, for the user the openid turns out to have already.
-    let mut draw = random::Draw::<
-        {
-            SessionSecret::RANDOM_LEN
-                + 2 * random::ORDERED_ID_RANDOM_LEN
-                + 2 * crypto::SEAL_NONCE_LEN
-        },
-    >::from_os();
-    let secret = SessionSecret::new(draw.take());
-    let now = state.clock.now();
-    let ttl = secs(state.config.token_ttl);
-    let max_expires_at = now.saturating_add(secs(state.config.session_max_age));
-    let user_public_id = random::ordered_id("u_", draw.take());
-    let session_key = wx.session_key;
-    let new = NewLogin {
-        new_user_session_key: session_keys::seal(
-            &state.data_keys,
-            &user_public_id,
-            &session_key,
-            draw.take(),
-        ),
-        user_public_id,
-        session_public_id: random::ordered_id("s_", draw.take()),
-        appid: app.appid.clone(),
-        openid: wx.openid,
-        unionid: wx.unionid,
-        secret_hash: secret.lookup_key(),
-        code_hash: key,
-        sealed_sid: seal(&app.appid, code, secret.as_bytes()),
-        now,
-        expires_at: sessions::sliding_expiry(now, ttl, max_expires_at),
-        max_expires_at,
-        code_expires_at: now + CODE_LIFETIME_SECS,
-        max_sessions: state.config.max_sessions_per_user,
-    };
-    // Should the write run again (another write in its batch failed), it may seal with
-    // this nonce again; only one of its runs is ever committed.
-    let returning_nonce = draw.take();
-    let keys = Arc::clone(&state.data_keys);
-    let written = state
-        .db
-        .write(move |c| {
-            queries::record_login(c, &new, &|public_id| {
-                session_keys::seal(&keys, public_id, &session_key, returning_nonce)
+
+    /// Logs in with a `wx.login` code for `app`. The error is shared by every request
+    /// that brought the same code.
+    ///
+    /// The work runs as a task of its own, not inside the request: once WeChat has
+    /// consumed the code, the login must be recorded even if the client has gone away,
+    /// or its retry would find the code used and no session to give back.
+    pub async fn login(
+        self: &Arc<Self>,
+        app: &AppConfig,
+        code: &str,
+    ) -> Result<LoginOutcome, Arc<Error>> {
+        let key = code_hash(&app.appid, code);
+        let shared = {
+            let mut map = self.in_flight.lock().expect("in-flight map poisoned");
+            map.entry(key)
+                .or_insert_with(|| {
+                    // The task logs within the request that started it.
+                    let task = tokio::spawn(
+                        Arc::clone(self)
+                            .run_login(app.clone(), code.to_owned(), key)
+                            .instrument(tracing::Span::current()),
+                    );
+                    async move {
+                        task.await
+                            .unwrap_or_else(|e| {
+                                Err(Error::Broken(format!("the login task failed: {e}").into()))
+                            })
+                            .map_err(Arc::new)
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        shared.await
+    }
+
+    /// Does one login and then forgets the code's in-flight entry; later requests with
+    /// the code find the recorded result in the database instead.
+    async fn run_login(
+        self: Arc<Self>,
+        app: AppConfig,
+        code: String,
+        key: [u8; 32],
+    ) -> Result<LoginOutcome, Error> {
+        let result = self.fresh_login(&app, &code, key).await;
+        self.in_flight
+            .lock()
+            .expect("in-flight map poisoned")
+            .remove(&key);
+        result
+    }
+
+    /// Calls WeChat and records the login, unless the code already led to a live session
+    /// (a retried request), which is returned instead.
+    async fn fresh_login(
+        &self,
+        app: &AppConfig,
+        code: &str,
+        key: [u8; 32],
+    ) -> Result<LoginOutcome, Error> {
+        if let Some(outcome) = self.replay(&app.appid, code, key).await? {
+            return Ok(outcome);
+        }
+        let wx = self.wechat.code2session(app, code).await?;
+        // All of a login's randomness in one system call, and here rather than in the
+        // write: the writer is the one thread every login passes through. Two nonces for the
+        // session_key: one seals it for the new user this login may create, the other, on
+        // the writer, for the user the openid turns out to have already.
+        let mut draw = random::Draw::<
+            {
+                SessionSecret::RANDOM_LEN
+                    + 2 * random::ORDERED_ID_RANDOM_LEN
+                    + 2 * crypto::SEAL_NONCE_LEN
+            },
+        >::from_os();
+        let secret = SessionSecret::new(draw.take());
+        let now = self.clock.now();
+        let ttl = self.policy.token_ttl;
+        let max_expires_at = now.saturating_add(self.policy.session_max_age);
+        let user_public_id = random::ordered_id("u_", draw.take());
+        let session_key = wx.session_key;
+        let new = NewLogin {
+            new_user_session_key: session_keys::seal(
+                &self.data_keys,
+                &user_public_id,
+                &session_key,
+                draw.take(),
+            ),
+            user_public_id,
+            session_public_id: random::ordered_id("s_", draw.take()),
+            appid: app.appid.clone(),
+            openid: wx.openid,
+            unionid: wx.unionid,
+            secret_hash: secret.lookup_key(),
+            code_hash: key,
+            sealed_sid: seal(&app.appid, code, secret.as_bytes()),
+            now,
+            expires_at: sessions::sliding_expiry(now, ttl, max_expires_at),
+            max_expires_at,
+            code_expires_at: now + CODE_LIFETIME_SECS,
+            max_sessions: self.policy.max_sessions,
+        };
+        // Should the write run again (another write in its batch failed), it may seal with
+        // this nonce again; only one of its runs is ever committed.
+        let returning_nonce = draw.take();
+        let keys = Arc::clone(&self.data_keys);
+        let written = self
+            .db
+            .write(move |c| {
+                queries::record_login(c, &new, &|public_id| {
+                    session_keys::seal(&keys, public_id, &session_key, returning_nonce)
+                })
             })
-        })
-        .await?;
-    match written {
-        LoginWritten::Banned(user) => Err(banned(&user)),
-        LoginWritten::Session {
-            session,
-            user,
-            new_user,
-            code_row,
-        } => {
-            // Before the answer, and before a retry with this code stops waiting for
-            // this login and looks for its record instead.
-            state.recent_codes.note(&key, code_row, now);
-            tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
-            Ok(LoginOutcome {
-                token: state.keyring().sign(&secret),
+            .await?;
+        match written {
+            LoginWritten::Banned(user) => Err(banned(&user)),
+            LoginWritten::Session {
                 session,
                 user,
                 new_user,
-            })
+                code_row,
+            } => {
+                // Before the answer, and before a retry with this code stops waiting for
+                // this login and looks for its record instead.
+                self.recent_codes.note(&key, code_row, now);
+                tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
+                Ok(LoginOutcome {
+                    token: self.keys.current().sign(&secret),
+                    session,
+                    user,
+                    new_user,
+                })
+            }
         }
     }
-}
 
-/// The earlier result for this code, if it led to a session that is still live.
-async fn replay(
-    state: &Arc<AppState>,
-    appid: &str,
-    code: &str,
-    key: [u8; 32],
-) -> Result<Option<LoginOutcome>, ApiError> {
-    let now = state.clock.now();
-    let rows = state.recent_codes.rows(&key, now);
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let pad = seal_pad(appid, code);
-    // The session is found by its secret, as a token finds it: a code's row does not
-    // name the session by id, which a later session may take once this one is deleted.
-    let found = state
-        .db
-        .read(move |c| {
-            for id in rows {
-                if let Some(row) = queries::login_code(c, id, &key, now)? {
-                    let secret = SessionSecret::from_bytes(&mask(&pad, &row.sealed_sid));
-                    let session = match &secret {
-                        Some(secret) => queries::session_by_secret(c, &secret.lookup_key())?,
-                        None => None,
-                    };
-                    return Ok(Some((secret, session, row.new_user)));
+    /// The earlier result for this code, if it led to a session that is still live.
+    async fn replay(
+        &self,
+        appid: &str,
+        code: &str,
+        key: [u8; 32],
+    ) -> Result<Option<LoginOutcome>, Error> {
+        let now = self.clock.now();
+        let rows = self.recent_codes.rows(&key, now);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let pad = seal_pad(appid, code);
+        // The session is found by its secret, as a token finds it: a code's row does not
+        // name the session by id, which a later session may take once this one is deleted.
+        let found = self
+            .db
+            .read(move |c| {
+                for id in rows {
+                    if let Some(row) = queries::login_code(c, id, &key, now)? {
+                        let secret = SessionSecret::from_bytes(&mask(&pad, &row.sealed_sid));
+                        let session = match &secret {
+                            Some(secret) => queries::session_by_secret(c, &secret.lookup_key())?,
+                            None => None,
+                        };
+                        return Ok(Some((secret, session, row.new_user)));
+                    }
                 }
-            }
-            Ok(None)
-        })
-        .await?;
-    let Some((secret, session, new_user)) = found else {
-        return Ok(None);
-    };
-    let secret = secret
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a stored login code is damaged"))?;
-    let Some((session, user)) = session else {
-        return Ok(None);
-    };
-    if sessions::check_live(&session, now).is_err() {
-        return Ok(None);
+                Ok(None)
+            })
+            .await?;
+        let Some((secret, session, new_user)) = found else {
+            return Ok(None);
+        };
+        let secret = secret.ok_or(Error::Broken("a stored login code is damaged".into()))?;
+        let Some((session, user)) = session else {
+            return Ok(None);
+        };
+        if sessions::check_live(&session, now).is_err() {
+            return Ok(None);
+        }
+        if user.is_banned(now) {
+            return Err(banned(&user));
+        }
+        tracing::info!(user = %user.public_id, session = %session.public_id, "login replayed");
+        Ok(Some(LoginOutcome {
+            token: self.keys.current().sign(&secret),
+            session,
+            user,
+            new_user,
+        }))
     }
-    if user.is_banned(now) {
-        return Err(banned(&user));
-    }
-    tracing::info!(user = %user.public_id, session = %session.public_id, "login replayed");
-    Ok(Some(LoginOutcome {
-        token: state.keyring().sign(&secret),
-        session,
-        user,
-        new_user,
-    }))
 }
 
 /// The key a code is remembered under: a hash, so the database never holds codes.
@@ -275,9 +324,9 @@ fn tagged_hash(tag: &[u8], appid: &str, code: &str) -> [u8; 32] {
 }
 
 /// Checks a code's shape before anything is spent on it.
-pub fn validate_code(code: &str) -> Result<(), ApiError> {
+pub fn validate_code(code: &str) -> Result<(), Error> {
     if code.is_empty() || code.len() > 512 || code.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "`code` must be the non-empty string that wx.login returned",
         ));
     }

@@ -4,12 +4,16 @@
 
 pub mod avatars;
 pub mod content_check;
+pub mod error;
 pub mod login;
 pub mod phone;
 pub mod profile;
+pub mod profiles;
 pub mod recent_codes;
 pub mod service_keys;
 pub mod session_cache;
 pub mod session_keys;
 pub mod sessions;
 pub mod wechat_profile;
+
+pub use error::Error;

@@ -2,15 +2,13 @@
 //! button's code through WeChat's `getuserphonenumber`, or from the legacy encrypted
 //! payload decrypted with the stored session_key. The number is stored on the user.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::app::AppState;
 use crate::db::queries::UserRow;
+use crate::domain::error::Error;
+use crate::domain::profiles::Profiles;
 use crate::domain::session_keys;
-use crate::http::error::{ApiError, ErrorCode};
 use crate::keys::crypto;
 use crate::wechat::client::{PhoneInfo, WeChatError};
 
@@ -46,11 +44,11 @@ impl From<PhoneInfo> for PhoneView {
 
 /// Gets the user's number from WeChat (either way), stores it and returns it.
 pub async fn bind(
-    state: &Arc<AppState>,
+    profiles: &Profiles,
     user: &UserRow,
     request: PhoneRequest,
-) -> Result<PhoneView, ApiError> {
-    let app = state.app_of(user)?;
+) -> Result<PhoneView, Error> {
+    let app = profiles.app_of(user)?;
     let info = match request {
         PhoneRequest {
             code: Some(code),
@@ -58,18 +56,15 @@ pub async fn bind(
             iv: None,
         } => {
             validate_code(&code)?;
-            state
-                .access_tokens
+            profiles
+                .wechat
                 .call(app, |token| {
                     let code = code.as_str();
-                    async move { state.wechat.phone_number(&token, code).await }
+                    async move { profiles.wechat.client().phone_number(&token, code).await }
                 })
                 .await
                 .map_err(|e| match e {
-                    WeChatError::InvalidCode(_) => ApiError::new(
-                        ErrorCode::InvalidCode,
-                        "WeChat says the phone code is invalid or already used; ask the user to tap the button again",
-                    ),
+                    WeChatError::InvalidCode(_) => Error::InvalidPhoneCode,
                     other => other.into(),
                 })?
         }
@@ -78,17 +73,17 @@ pub async fn bind(
             encrypted_data: Some(encrypted_data),
             iv: Some(iv),
         } => {
-            let session_key = session_keys::require(state, user).await?;
+            let session_key = session_keys::require(profiles, user).await?;
             match crypto::open_data(session_key.expose(), &encrypted_data, &iv, &app.appid) {
                 Ok(data) => serde_json::from_value(Value::Object(data)).map_err(|_| {
-                    ApiError::new(
-                        ErrorCode::DecryptFailed,
-                        "the decrypted data is not a phone number; send the getPhoneNumber payload",
+                    Error::DecryptFailed(
+                        "the decrypted data is not a phone number; send the getPhoneNumber payload"
+                            .into(),
                     )
                 })?,
                 Err(reason) => {
                     return Err(session_keys::explain_failure(
-                        state,
+                        profiles,
                         app,
                         user,
                         &session_key,
@@ -99,13 +94,13 @@ pub async fn bind(
             }
         }
         _ => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "send either `code` from the getPhoneNumber button, or `encrypted_data` and `iv`",
             ));
         }
     };
-    let (user_id, number, now) = (user.id, info.phone_number.clone(), state.clock.now());
-    state
+    let (user_id, number, now) = (user.id, info.phone_number.clone(), profiles.clock.now());
+    profiles
         .db
         .write(move |c| {
             c.prepare_cached("UPDATE users SET phone = ?2, updated_at = ?3 WHERE id = ?1")?
@@ -117,9 +112,9 @@ pub async fn bind(
     Ok(info.into())
 }
 
-fn validate_code(code: &str) -> Result<(), ApiError> {
+fn validate_code(code: &str) -> Result<(), Error> {
     if code.is_empty() || code.len() > 512 || code.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "`code` must be the non-empty string the getPhoneNumber button gave",
         ));
     }

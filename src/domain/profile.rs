@@ -1,23 +1,44 @@
-//! The rules for profile changes (`PATCH /v1/me`): which fields exist, what each accepts,
-//! and `null` to clear. Pure: takes JSON, returns the changes or the reason it refuses.
+//! Profile changes (`PATCH /v1/me`): which fields exist, what each accepts, and `null`
+//! to clear; a new nickname is checked with WeChat where the app asks for it.
 
 use serde_json::{Map, Value};
 
-use crate::db::queries::{FieldValue, ProfileField};
-use crate::http::error::ApiError;
+use crate::db::queries::{self, FieldValue, ProfileField, UserRow};
+use crate::domain::content_check;
+use crate::domain::error::Error;
+use crate::domain::profiles::Profiles;
 
 const NICKNAME_MAX_CHARS: usize = 64;
 const TEXT_MAX_CHARS: usize = 64;
 const AVATAR_URL_MAX_BYTES: usize = 1024;
+
+/// Applies a `PATCH /v1/me` body to `user`, checking a new nickname with WeChat where
+/// the app asks for it; returns the updated user.
+pub async fn update(profiles: &Profiles, user: &UserRow, patch: Value) -> Result<UserRow, Error> {
+    let changes = parse_patch(patch, profiles.public_url.as_deref())?;
+    if let Some((_, FieldValue::Text(nickname))) =
+        changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
+    {
+        content_check::check_nickname(profiles, profiles.app_of(user)?, user, nickname).await?;
+    }
+    if changes.is_empty() {
+        return Ok(user.clone());
+    }
+    let (user_id, now) = (user.id, profiles.clock.now());
+    Ok(profiles
+        .db
+        .write(move |c| queries::update_profile(c, user_id, &changes, now))
+        .await?)
+}
 
 /// Parses a `PATCH /v1/me` body into the changes to apply, in field order.
 /// `public_url` is the base of URLs wxauth itself serves, accepted as avatars too.
 pub fn parse_patch(
     body: Value,
     public_url: Option<&str>,
-) -> Result<Vec<(ProfileField, FieldValue)>, ApiError> {
+) -> Result<Vec<(ProfileField, FieldValue)>, Error> {
     let Value::Object(map) = body else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
+        return Err(Error::invalid("the body must be a JSON object"));
     };
     reject_unknown(&map)?;
     let mut changes = Vec::new();
@@ -34,10 +55,10 @@ pub fn parse_patch(
     Ok(changes)
 }
 
-fn reject_unknown(map: &Map<String, Value>) -> Result<(), ApiError> {
+fn reject_unknown(map: &Map<String, Value>) -> Result<(), Error> {
     for key in map.keys() {
         if !ProfileField::ALL.iter().any(|f| f.name() == key) {
-            return Err(ApiError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "unknown field `{key}`; allowed: nickname, avatar_url, gender, country, \
                  province, city, language"
             )));
@@ -51,27 +72,25 @@ pub fn parse_field(
     field: ProfileField,
     value: &Value,
     public_url: Option<&str>,
-) -> Result<FieldValue, ApiError> {
+) -> Result<FieldValue, Error> {
     let name = field.name();
     if field == ProfileField::Gender {
         return match value.as_i64() {
             Some(n @ 0..=2) if value.is_i64() || value.is_u64() => Ok(FieldValue::Number(n)),
-            _ => Err(ApiError::invalid(
+            _ => Err(Error::invalid(
                 "`gender` must be 0 (unknown), 1 (male) or 2 (female)",
             )),
         };
     }
     let Value::String(text) = value else {
-        return Err(ApiError::invalid(format!(
-            "`{name}` must be a string or null"
-        )));
+        return Err(Error::invalid(format!("`{name}` must be a string or null")));
     };
     match field {
         ProfileField::Nickname => {
             let trimmed = text.trim();
             let chars = trimmed.chars().count();
             if chars == 0 || chars > NICKNAME_MAX_CHARS {
-                return Err(ApiError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "`nickname` must be 1 to {NICKNAME_MAX_CHARS} characters after trimming"
                 )));
             }
@@ -84,7 +103,7 @@ pub fn parse_field(
         }
         _ => {
             if text.chars().count() > TEXT_MAX_CHARS {
-                return Err(ApiError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "`{name}` must be at most {TEXT_MAX_CHARS} characters"
                 )));
             }
@@ -94,9 +113,9 @@ pub fn parse_field(
     }
 }
 
-fn reject_control(name: &str, text: &str) -> Result<(), ApiError> {
+fn reject_control(name: &str, text: &str) -> Result<(), Error> {
     if text.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
+        return Err(Error::invalid(format!(
             "`{name}` must not contain control characters"
         )));
     }
@@ -104,9 +123,9 @@ fn reject_control(name: &str, text: &str) -> Result<(), ApiError> {
 }
 
 /// An avatar URL is `https://…`, or a URL under wxauth's own `/v1/avatars/`.
-fn validate_avatar_url(text: &str, public_url: Option<&str>) -> Result<(), ApiError> {
+fn validate_avatar_url(text: &str, public_url: Option<&str>) -> Result<(), Error> {
     let refuse = || {
-        ApiError::invalid(format!(
+        Error::invalid(format!(
             "`avatar_url` must be an https:// URL of at most {AVATAR_URL_MAX_BYTES} bytes, \
              or an avatar URL this server handed out"
         ))
@@ -134,7 +153,7 @@ mod tests {
 
     use super::*;
 
-    fn parse(v: Value) -> Result<Vec<(ProfileField, FieldValue)>, ApiError> {
+    fn parse(v: Value) -> Result<Vec<(ProfileField, FieldValue)>, Error> {
         parse_patch(v, Some("https://auth.example.com"))
     }
 

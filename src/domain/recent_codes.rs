@@ -24,7 +24,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use crate::clock::UnixTime;
-use crate::domain::login::CODE_LIFETIME_SECS;
+
+/// How long WeChat keeps a `wx.login` code valid, and so how long a replay is honoured.
+pub const CODE_LIFETIME_SECS: i64 = 300;
 
 /// The login codes recorded recently, each with its row.
 pub struct RecentCodes(Mutex<Generations>);

@@ -3,18 +3,15 @@
 //! in the database on every call, so one created or revoked by `wxauth service-keys`
 //! takes effect at once, also while a server is running.
 
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::app::AppState;
-use crate::clock::UnixTime;
-use crate::db::DbError;
+use crate::clock::{Clock, UnixTime};
+use crate::db::{Db, DbError};
+use crate::domain::error::Error;
 use crate::domain::sessions::bearer_token;
-use crate::http::error::{ApiError, ErrorCode};
 use crate::keys::random;
 use crate::keys::secret::Secret;
 
@@ -239,38 +236,32 @@ pub fn touch(conn: &Connection, id: i64, now: UnixTime) -> Result<(), DbError> {
 
 /// Checks the `Authorization: Bearer <service key>` of a request against the live keys.
 pub async fn authenticate(
-    state: &Arc<AppState>,
+    db: &Db,
+    clock: &dyn Clock,
     authorization: Option<&str>,
-) -> Result<ServiceKeyRow, ApiError> {
+) -> Result<ServiceKeyRow, Error> {
     let key = bearer_token(authorization).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidToken,
+        Error::InvalidToken(
             "send a service key as `Authorization: Bearer <key>`; \
              create one with `wxauth service-keys create NAME`",
         )
     })?;
-    let refused = || {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "the service key is not known or has been revoked",
-        )
-    };
+    let refused = || Error::InvalidToken("the service key is not known or has been revoked");
     if !looks_like_key(key) {
         return Err(refused());
     }
     let key_hash = hash(key);
-    let found = state
-        .db
+    let found = db
         .read(move |c| live_by_hash(c, &key_hash))
         .await?
         .ok_or_else(refused)?;
-    let now = state.clock.now();
+    let now = clock.now();
     if found
         .last_used_at
         .is_none_or(|at| now - at >= TOUCH_EVERY_SECS)
     {
         let id = found.id;
-        state.db.write_detached(move |c| touch(c, id, now));
+        db.write_detached(move |c| touch(c, id, now));
     }
     Ok(found)
 }

@@ -2,14 +2,12 @@
 //! public id) and used only on the server: for legacy open-data decryption and to ask
 //! WeChat's `checksession` whether it is still current.
 
-use std::sync::Arc;
-
 use rusqlite::OptionalExtension;
 
-use crate::app::AppState;
 use crate::config::AppConfig;
 use crate::db::queries::UserRow;
-use crate::http::error::{ApiError, ErrorCode};
+use crate::domain::error::Error;
+use crate::domain::profiles::Profiles;
 use crate::keys::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
 use crate::keys::secret::Secret;
 
@@ -32,9 +30,9 @@ pub fn seal(
 /// The user's stored session_key; `None` when there is none or it cannot be opened
 /// (sealed under another data key, e.g. after restoring a database without its key
 /// file): either way the user must log in again.
-async fn load(state: &Arc<AppState>, user: &UserRow) -> Result<Option<Secret>, ApiError> {
+async fn load(profiles: &Profiles, user: &UserRow) -> Result<Option<Secret>, Error> {
     let user_id = user.id;
-    let sealed: Option<Vec<u8>> = state
+    let sealed: Option<Vec<u8>> = profiles
         .db
         .read(move |c| {
             Ok(
@@ -48,7 +46,7 @@ async fn load(state: &Arc<AppState>, user: &UserRow) -> Result<Option<Secret>, A
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let opened = state
+    let opened = profiles
         .data_keys
         .open(Purpose::SessionKey, user.public_id.as_bytes(), &sealed)
         .and_then(|bytes| String::from_utf8(bytes).ok());
@@ -59,16 +57,13 @@ async fn load(state: &Arc<AppState>, user: &UserRow) -> Result<Option<Secret>, A
 }
 
 /// The stored session_key, or `session_key_expired`.
-pub async fn require(state: &Arc<AppState>, user: &UserRow) -> Result<Secret, ApiError> {
-    load(state, user).await?.ok_or_else(expired)
+pub async fn require(profiles: &Profiles, user: &UserRow) -> Result<Secret, Error> {
+    load(profiles, user).await?.ok_or_else(expired)
 }
 
 /// `session_key_expired`: the client must call `wx.login` and log in again.
-pub fn expired() -> ApiError {
-    ApiError::new(
-        ErrorCode::SessionKeyExpired,
-        "the WeChat session_key is missing or stale; call wx.login, log in again, then retry",
-    )
+pub fn expired() -> Error {
+    Error::SessionKeyExpired
 }
 
 /// Decides what a failed signature check or decryption means: asks WeChat's
@@ -76,18 +71,19 @@ pub fn expired() -> ApiError {
 /// it is, else `otherwise`. A check that cannot be made counts as "not stale": the data
 /// itself is then the likelier culprit.
 pub async fn explain_failure(
-    state: &Arc<AppState>,
+    profiles: &Profiles,
     app: &AppConfig,
     user: &UserRow,
     session_key: &Secret,
-    otherwise: ApiError,
-) -> ApiError {
+    otherwise: Error,
+) -> Error {
     let signature = &crypto::check_session_signature(session_key.expose());
-    let checked = state
-        .access_tokens
+    let checked = profiles
+        .wechat
         .call(app, |token| async move {
-            state
+            profiles
                 .wechat
+                .client()
                 .check_session(&token, &user.openid, signature)
                 .await
         })
@@ -106,9 +102,8 @@ pub async fn explain_failure(
 }
 
 /// `decrypt_failed` saying why.
-pub fn decrypt_failed(reason: crypto::OpenDataError) -> ApiError {
-    ApiError::new(
-        ErrorCode::DecryptFailed,
-        format!("{reason}; send encrypted_data and iv exactly as WeChat gave them"),
+pub fn decrypt_failed(reason: crypto::OpenDataError) -> Error {
+    Error::DecryptFailed(
+        format!("{reason}; send encrypted_data and iv exactly as WeChat gave them").into(),
     )
 }

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
-use crate::clock::{UnixTime, rfc3339, secs};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::clock::{Clock, UnixTime};
+use crate::db::Db;
 use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
-use crate::domain::session_cache::{CopyState, Found};
-use crate::http::error::{ApiError, ErrorCode};
-use crate::keys::token::SessionSecret;
+use crate::domain::error::{Error, Revocation};
+use crate::domain::session_cache::{CopyState, Found, SessionCache};
+use crate::keys::token::{SessionSecret, SigningKeys};
 use crate::spread::spread;
 
 /// The least time between two updates of a session's `last_seen_at`; keeps the hot path
@@ -53,172 +55,175 @@ pub fn seconds_until(at: UnixTime, now: UnixTime) -> i64 {
 }
 
 /// Whether a session may be used at `now`, and if not, the error that says why.
-pub fn check_live(session: &SessionRow, now: UnixTime) -> Result<(), ApiError> {
-    if let Some(reason) = &session.revoked_reason {
-        let why = match reason.as_str() {
-            "evicted" => {
-                "the session was ended because the user signed in on too many devices; log in again"
-            }
-            "admin" => "the session was revoked by an administrator; log in again",
-            _ => "the session was logged out; log in again",
-        };
-        return Err(ApiError::new(ErrorCode::SessionRevoked, why));
-    }
-    if session.revoked_at.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::SessionRevoked,
-            "the session was revoked; log in again",
-        ));
+pub fn check_live(session: &SessionRow, now: UnixTime) -> Result<(), Error> {
+    if session.revoked_reason.is_some() || session.revoked_at.is_some() {
+        return Err(Error::Revoked(Revocation::from_stored(
+            session.revoked_reason.as_deref(),
+        )));
     }
     if now >= session.expires_at {
-        return Err(ApiError::new(
-            ErrorCode::TokenExpired,
-            "the session has expired; log in again",
-        ));
+        return Err(Error::Expired);
     }
     Ok(())
 }
 
-/// The `user_banned` error for `user`.
-pub fn banned(user: &UserRow) -> ApiError {
-    let mut message = format!(
-        "this user is banned until {}",
-        rfc3339(user.banned_until.unwrap_or_default())
-    );
-    if let Some(reason) = &user.ban_reason {
-        message.push_str(": ");
-        message.push_str(reason);
+/// The `Banned` error for `user`.
+pub fn banned(user: &UserRow) -> Error {
+    Error::Banned {
+        until: user.banned_until.unwrap_or_default(),
+        reason: user.ban_reason.clone(),
     }
-    ApiError::new(ErrorCode::UserBanned, message)
 }
 
 /// Extracts the token from an `Authorization: Bearer` header value.
-pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
-    let header = header.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "missing `Authorization: Bearer <token>` header",
-        )
-    })?;
+pub fn bearer_token(header: Option<&str>) -> Result<&str, Error> {
+    let header = header.ok_or(Error::InvalidToken(
+        "missing `Authorization: Bearer <token>` header",
+    ))?;
     match header.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
             Ok(token.trim())
         }
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidToken,
+        _ => Err(Error::InvalidToken(
             "the Authorization header must be `Bearer <token>`",
         )),
     }
 }
 
-/// Verifies the bearer token and loads its live session and user.
-pub async fn authenticate(
-    state: &Arc<AppState>,
-    authorization: Option<&str>,
-) -> Result<Authenticated, ApiError> {
-    authenticate_token(state, bearer_token(authorization)?).await
+/// The sessions: which token is accepted, refresh and logout. Holds what those rules
+/// use and nothing else.
+pub struct Sessions {
+    db: Arc<Db>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<SigningKeys>,
+    cache: SessionCache,
+    /// Counts the requests that read their session from the database, not a copy.
+    reads: Counter,
+    /// How long a session lives after its last refresh, in seconds.
+    token_ttl: i64,
 }
 
-/// Verifies a token and loads its live session and user; for callers that receive the
-/// token some other way than in the Authorization header (introspection).
-pub async fn authenticate_token(
-    state: &Arc<AppState>,
-    token: &str,
-) -> Result<Authenticated, ApiError> {
-    let secret = state.keyring().verify(token).map_err(|e| {
-        tracing::debug!(reason = %e, "token refused");
-        ApiError::new(ErrorCode::InvalidToken, "the token is not valid")
-    })?;
-    let Found {
-        session,
-        user,
-        copy,
-    } = find_session(state, &secret).await?;
-    let now = state.clock.now();
-    check_live(&session, now)?;
-    if user.is_banned(now) {
-        return Err(banned(&user));
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("token_ttl", &self.token_ttl)
+            .finish_non_exhaustive()
     }
-    if touch_due(&session, now) && copy.claim_touch() {
-        let id = session.id;
-        state
-            .db
-            .write_detached(move |c| queries::touch_session(c, id, now));
-    }
-    Ok(Authenticated {
-        session,
-        user,
-        copy,
-        secret,
-    })
 }
 
-/// The session `secret` names, with its user: the cached copy while the database holds
-/// the same, else read (and cached).
-async fn find_session(state: &AppState, secret: &SessionSecret) -> Result<Found, ApiError> {
-    let hash = secret.hash();
-    if let Some(found) = state.session_cache.get(&hash) {
-        return Ok(found);
+impl Sessions {
+    /// Sessions over `db`, signed with `keys`, refreshed for `token_ttl` seconds.
+    pub fn new(
+        db: Arc<Db>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<SigningKeys>,
+        reads: Counter,
+        token_ttl: i64,
+    ) -> Sessions {
+        Sessions {
+            cache: SessionCache::new(Arc::clone(db.changes())),
+            db,
+            clock,
+            keys,
+            reads,
+            token_ttl,
+        }
     }
-    let ticket = state.session_cache.ticket();
-    let key = secret.lookup_key();
-    // Boxed so that the trip's state, needed only on a miss, does not enlarge the
-    // future of every authenticated request.
-    let found = Box::pin(state.db.read(move |c| queries::session_by_secret(c, &key))).await?;
-    state.metrics.session_read();
-    let Some((session, user)) = found else {
-        return Err(ApiError::new(
-            ErrorCode::InvalidToken,
-            "the token names no known session",
-        ));
-    };
-    let found = Found::new(session, user);
-    state.session_cache.insert(hash, found.clone(), ticket);
-    Ok(found)
-}
 
-/// Slides the session's expiry forward (never past its maximum age) and returns the
-/// updated session.
-pub async fn refresh(state: &Arc<AppState>, auth: &Authenticated) -> Result<SessionRow, ApiError> {
-    let now = state.clock.now();
-    let expires_at = sliding_expiry(
-        now,
-        secs(state.config.token_ttl),
-        auth.session.max_expires_at,
-    );
-    let id = auth.session.id;
-    state
-        .db
-        .write(move |c| queries::refresh_session(c, id, expires_at, now))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::SessionRevoked,
-                "the session was revoked; log in again",
-            )
+    /// The copies of sessions kept in memory.
+    pub fn cache(&self) -> &SessionCache {
+        &self.cache
+    }
+
+    /// A token for the session `secret` names, signed with the active key.
+    pub fn sign(&self, secret: &SessionSecret) -> String {
+        self.keys.current().sign(secret)
+    }
+
+    /// Verifies the bearer token and loads its live session and user.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Authenticated, Error> {
+        self.authenticate_token(bearer_token(authorization)?).await
+    }
+
+    /// Verifies a token and loads its live session and user; for callers that receive
+    /// the token some other way than in the Authorization header (introspection).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Authenticated, Error> {
+        let secret = self.keys.current().verify(token).map_err(|e| {
+            tracing::debug!(reason = %e, "token refused");
+            Error::InvalidToken("the token is not valid")
+        })?;
+        let Found {
+            session,
+            user,
+            copy,
+        } = self.find_session(&secret).await?;
+        let now = self.clock.now();
+        check_live(&session, now)?;
+        if user.is_banned(now) {
+            return Err(banned(&user));
+        }
+        if touch_due(&session, now) && copy.claim_touch() {
+            let id = session.id;
+            self.db
+                .write_detached(move |c| queries::touch_session(c, id, now));
+        }
+        Ok(Authenticated {
+            session,
+            user,
+            copy,
+            secret,
         })
-}
+    }
 
-/// Revokes the current session, or all of the user's sessions.
-pub async fn logout(
-    state: &Arc<AppState>,
-    auth: &Authenticated,
-    all: bool,
-) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    let (session_id, user_id) = (auth.session.id, auth.user.id);
-    state
-        .db
-        .write(move |c| {
-            if all {
-                queries::revoke_user_sessions(c, user_id, now, RevokeReason::Logout).map(drop)
-            } else {
-                queries::revoke_session(c, session_id, now, RevokeReason::Logout).map(drop)
-            }
-        })
-        .await?;
-    tracing::info!(user = %auth.user.public_id, all, "logout");
-    Ok(())
+    /// The session `secret` names, with its user: the cached copy while the database
+    /// holds the same, else read (and cached).
+    async fn find_session(&self, secret: &SessionSecret) -> Result<Found, Error> {
+        let hash = secret.hash();
+        if let Some(found) = self.cache.get(&hash) {
+            return Ok(found);
+        }
+        let ticket = self.cache.ticket();
+        let key = secret.lookup_key();
+        // Boxed so that the trip's state, needed only on a miss, does not enlarge the
+        // future of every authenticated request.
+        let found = Box::pin(self.db.read(move |c| queries::session_by_secret(c, &key))).await?;
+        self.reads.inc();
+        let Some((session, user)) = found else {
+            return Err(Error::InvalidToken("the token names no known session"));
+        };
+        let found = Found::new(session, user);
+        self.cache.insert(hash, found.clone(), ticket);
+        Ok(found)
+    }
+
+    /// Slides the session's expiry forward (never past its maximum age) and returns the
+    /// updated session.
+    pub async fn refresh(&self, auth: &Authenticated) -> Result<SessionRow, Error> {
+        let now = self.clock.now();
+        let expires_at = sliding_expiry(now, self.token_ttl, auth.session.max_expires_at);
+        let id = auth.session.id;
+        self.db
+            .write(move |c| queries::refresh_session(c, id, expires_at, now))
+            .await?
+            .ok_or(Error::Revoked(Revocation::Unknown))
+    }
+
+    /// Revokes the current session, or all of the user's sessions.
+    pub async fn logout(&self, auth: &Authenticated, all: bool) -> Result<(), Error> {
+        let now = self.clock.now();
+        let (session_id, user_id) = (auth.session.id, auth.user.id);
+        self.db
+            .write(move |c| {
+                if all {
+                    queries::revoke_user_sessions(c, user_id, now, RevokeReason::Logout).map(drop)
+                } else {
+                    queries::revoke_session(c, session_id, now, RevokeReason::Logout).map(drop)
+                }
+            })
+            .await?;
+        tracing::info!(user = %auth.user.public_id, all, "logout");
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -249,16 +254,16 @@ mod tests {
     #[test]
     fn liveness_names_the_reason() {
         assert!(check_live(&session(100), 99).is_ok());
-        assert_eq!(
-            check_live(&session(100), 100).unwrap_err().code,
-            ErrorCode::TokenExpired
-        );
+        assert!(matches!(
+            check_live(&session(100), 100).unwrap_err(),
+            Error::Expired
+        ));
         let mut revoked = session(100);
         revoked.revoked_at = Some(5);
         revoked.revoked_reason = Some("evicted".into());
         let err = check_live(&revoked, 10).unwrap_err();
-        assert_eq!(err.code, ErrorCode::SessionRevoked);
-        assert!(err.message.contains("too many devices"));
+        assert!(matches!(err, Error::Revoked(Revocation::Evicted)));
+        assert!(err.to_string().contains("too many devices"));
     }
 
     #[test]
@@ -295,9 +300,8 @@ mod tests {
             Some("Bearer "),
             Some("Basic abc"),
         ] {
-            assert_eq!(
-                bearer_token(bad).unwrap_err().code,
-                ErrorCode::InvalidToken,
+            assert!(
+                matches!(bearer_token(bad).unwrap_err(), Error::InvalidToken(_)),
                 "{bad:?}"
             );
         }

@@ -5,17 +5,15 @@
 //! skipped, an `http://` avatar URL is switched to `https://` (WeChat's avatar hosts
 //! serve both).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::app::AppState;
 use crate::db::queries::{self, FieldValue, ProfileField, UserRow};
 use crate::domain::content_check;
+use crate::domain::error::Error;
 use crate::domain::profile;
+use crate::domain::profiles::Profiles;
 use crate::domain::session_keys;
-use crate::http::error::{ApiError, ErrorCode};
 use crate::keys::crypto;
 
 /// The body of `POST /v1/me/wechat-profile`.
@@ -41,12 +39,12 @@ const WECHAT_FIELDS: [(&str, ProfileField); 7] = [
 
 /// Verifies and decrypts the payload and applies its profile; returns the updated user.
 pub async fn apply(
-    state: &Arc<AppState>,
+    profiles: &Profiles,
     user: &UserRow,
     request: ProfileRequest,
-) -> Result<UserRow, ApiError> {
-    let app = state.app_of(user)?;
-    let session_key = session_keys::require(state, user).await?;
+) -> Result<UserRow, Error> {
+    let app = profiles.app_of(user)?;
+    let session_key = session_keys::require(profiles, user).await?;
     // A key WeChat has since replaced shows up first as a bad signature, so a mismatch
     // also asks WeChat whether the key is stale.
     if !crypto::raw_data_signature_matches(
@@ -54,11 +52,12 @@ pub async fn apply(
         session_key.expose(),
         &request.signature,
     ) {
-        let invalid = ApiError::new(
-            ErrorCode::InvalidSignature,
+        let invalid = Error::InvalidSignature(
             "the signature does not match raw_data; send both exactly as WeChat gave them",
         );
-        return Err(session_keys::explain_failure(state, app, user, &session_key, invalid).await);
+        return Err(
+            session_keys::explain_failure(profiles, app, user, &session_key, invalid).await,
+        );
     }
     let data = match crypto::open_data(
         session_key.expose(),
@@ -70,7 +69,7 @@ pub async fn apply(
         Err(reason) => {
             let failed = session_keys::decrypt_failed(reason);
             return Err(
-                session_keys::explain_failure(state, app, user, &session_key, failed).await,
+                session_keys::explain_failure(profiles, app, user, &session_key, failed).await,
             );
         }
     };
@@ -78,22 +77,21 @@ pub async fn apply(
         .get("openId")
         .is_some_and(|id| id.as_str() != Some(user.openid.as_str()))
     {
-        return Err(ApiError::new(
-            ErrorCode::DecryptFailed,
-            "the decrypted data belongs to another user",
+        return Err(Error::DecryptFailed(
+            "the decrypted data belongs to another user".into(),
         ));
     }
-    let changes = changes_from(&data, state.config.public_url.as_deref());
+    let changes = changes_from(&data, profiles.public_url.as_deref());
     if let Some((_, FieldValue::Text(nickname))) =
         changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
     {
-        content_check::check_nickname(state, app, user, nickname).await?;
+        content_check::check_nickname(profiles, app, user, nickname).await?;
     }
     if changes.is_empty() {
         return Ok(user.clone());
     }
-    let (user_id, now) = (user.id, state.clock.now());
-    let updated = state
+    let (user_id, now) = (user.id, profiles.clock.now());
+    let updated = profiles
         .db
         .write(move |c| queries::update_profile(c, user_id, &changes, now))
         .await?;
@@ -122,7 +120,7 @@ fn changes_from(
         match profile::parse_field(field, &value, public_url) {
             Ok(change) => changes.push((field, change)),
             Err(e) => {
-                tracing::debug!(field = name, reason = %e.message, "skipping a WeChat profile field")
+                tracing::debug!(field = name, reason = %e, "skipping a WeChat profile field")
             }
         }
     }

@@ -10,11 +10,12 @@ use warp::http::{HeaderName, HeaderValue, header};
 use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::json::json;
-use crate::app::AppState;
+use super::state::AppState;
+use crate::domain::Error;
 use crate::domain::service_keys;
-use crate::domain::sessions::{self, Authenticated};
+use crate::domain::sessions::Authenticated;
 
 /// The public user id.
 pub const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-user-id");
@@ -34,7 +35,10 @@ pub async fn forward(
     state: &Arc<AppState>,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     let identity = match auth.copy.identity_headers.get() {
         Some(identity) => identity,
         None => {
@@ -114,15 +118,16 @@ pub async fn introspect(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let caller = service_keys::authenticate(state, authorization.as_deref()).await?;
+    let caller =
+        service_keys::authenticate(&state.db, &*state.clock, authorization.as_deref()).await?;
     let request: IntrospectRequest = body.required_json()?;
-    let mut response = match sessions::authenticate_token(state, &request.token).await {
+    let mut response = match state.sessions.authenticate_token(&request.token).await {
         Ok(auth) => json(&ActiveToken::from(&auth)),
         Err(e) if is_inactive(&e) => {
-            tracing::debug!(service_key = %caller.public_id, reason = e.code.as_str(), "introspected an inactive token");
+            tracing::debug!(service_key = %caller.public_id, reason = %e, "introspected an inactive token");
             json(&serde_json::json!({"active": false}))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     response
         .headers_mut()
@@ -132,12 +137,9 @@ pub async fn introspect(
 
 /// Whether an authentication error says the token is unusable, rather than that the
 /// server failed to check it.
-fn is_inactive(e: &ApiError) -> bool {
+fn is_inactive(e: &Error) -> bool {
     matches!(
-        e.code,
-        ErrorCode::InvalidToken
-            | ErrorCode::TokenExpired
-            | ErrorCode::SessionRevoked
-            | ErrorCode::UserBanned
+        e,
+        Error::InvalidToken(_) | Error::Expired | Error::Revoked(_) | Error::Banned { .. }
     )
 }

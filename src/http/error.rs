@@ -4,12 +4,14 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use crate::db::DbError;
+use crate::domain::Error;
 use crate::wechat::client::WeChatError;
 
 /// The stable error codes of the API (SPEC §3).
@@ -181,42 +183,80 @@ impl Reply for ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> ApiError {
-        ApiError::internal(&e)
+/// The one place a domain error becomes an answer: its status, code and headers. The
+/// message is the error's own sentence, except for failures of the server itself, which
+/// are logged whole and answered `internal`.
+impl From<&Error> for ApiError {
+    fn from(e: &Error) -> ApiError {
+        let code = match e {
+            Error::Invalid(_) => ErrorCode::InvalidRequest,
+            Error::UnknownApp(_) => ErrorCode::UnknownApp,
+            Error::InvalidToken(_) => ErrorCode::InvalidToken,
+            Error::Expired => ErrorCode::TokenExpired,
+            Error::Revoked(_) => ErrorCode::SessionRevoked,
+            Error::Banned { .. } => ErrorCode::UserBanned,
+            Error::InvalidPhoneCode => ErrorCode::InvalidCode,
+            Error::InvalidSignature(_) => ErrorCode::InvalidSignature,
+            Error::DecryptFailed(_) => ErrorCode::DecryptFailed,
+            Error::SessionKeyExpired => ErrorCode::SessionKeyExpired,
+            Error::ContentRejected => ErrorCode::ContentRejected,
+            Error::ContentCheckUnavailable => {
+                return ApiError::new(ErrorCode::UpstreamUnavailable, e.to_string()).retry_after(5);
+            }
+            Error::WeChat(e) => return wechat_error(e),
+            Error::Storage(_) | Error::Broken(_) => return ApiError::internal(e),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 
-impl From<WeChatError> for ApiError {
-    fn from(e: WeChatError) -> ApiError {
-        match e {
-            WeChatError::InvalidCode(_) => ApiError::new(
-                ErrorCode::InvalidCode,
-                "WeChat says the code is invalid or already used; call wx.login again for a new code",
-            ),
-            WeChatError::LoginBlocked => ApiError::new(
-                ErrorCode::LoginBlocked,
-                "WeChat blocked this user's login (errcode 40226)",
-            ),
-            WeChatError::RateLimited => ApiError::new(
-                ErrorCode::RateLimited,
-                "WeChat's rate limit for this user was reached (errcode 45011); try again in a minute",
-            )
-            .retry_after(60),
-            WeChatError::AccessTokenRejected(_) => ApiError::new(
-                ErrorCode::UpstreamError,
-                "WeChat refused the server's access_token even after a refresh; check the AppID and AppSecret",
-            ),
-            WeChatError::Unusable(_) => ApiError::new(
-                ErrorCode::UpstreamError,
-                "WeChat answered with an error or an unusable response; check the AppID and AppSecret",
-            ),
-            WeChatError::Unavailable(_) => ApiError::new(
-                ErrorCode::UpstreamUnavailable,
-                "WeChat did not answer in time; try again shortly",
-            )
-            .retry_after(5),
-        }
+/// How WeChat's refusals and failures are answered.
+fn wechat_error(e: &WeChatError) -> ApiError {
+    match e {
+        WeChatError::InvalidCode(_) => ApiError::new(
+            ErrorCode::InvalidCode,
+            "WeChat says the code is invalid or already used; call wx.login again for a new code",
+        ),
+        WeChatError::LoginBlocked => ApiError::new(
+            ErrorCode::LoginBlocked,
+            "WeChat blocked this user's login (errcode 40226)",
+        ),
+        WeChatError::RateLimited => ApiError::new(
+            ErrorCode::RateLimited,
+            "WeChat's rate limit for this user was reached (errcode 45011); try again in a minute",
+        )
+        .retry_after(60),
+        WeChatError::AccessTokenRejected(_) => ApiError::new(
+            ErrorCode::UpstreamError,
+            "WeChat refused the server's access_token even after a refresh; check the AppID and AppSecret",
+        ),
+        WeChatError::Unusable(_) => ApiError::new(
+            ErrorCode::UpstreamError,
+            "WeChat answered with an error or an unusable response; check the AppID and AppSecret",
+        ),
+        WeChatError::Unavailable(_) => ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "WeChat did not answer in time; try again shortly",
+        )
+        .retry_after(5),
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        ApiError::from(&e)
+    }
+}
+
+impl From<Arc<Error>> for ApiError {
+    fn from(e: Arc<Error>) -> ApiError {
+        ApiError::from(&*e)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        ApiError::from(Error::Storage(e))
     }
 }
 
@@ -263,7 +303,7 @@ mod tests {
             r.headers()[header::WWW_AUTHENTICATE],
             "Bearer error=\"invalid_token\""
         );
-        let r = ApiError::from(WeChatError::Unavailable("t".into())).into_response();
+        let r = ApiError::from(Error::WeChat(WeChatError::Unavailable("t".into()))).into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
     }

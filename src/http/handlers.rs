@@ -12,13 +12,11 @@ use warp::reply::{self, Reply, Response};
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
 use super::json::{json, json_body, to_json};
+use super::state::AppState;
 use super::views::{SessionInfo, TokenResponse, UserView};
-use crate::app::AppState;
-use crate::db::queries::{self, FieldValue, ProfileField};
-use crate::domain::content_check;
 use crate::domain::login::{self, LoginOutcome};
 use crate::domain::profile;
-use crate::domain::sessions::{self, Authenticated};
+use crate::domain::sessions::Authenticated;
 
 pub fn healthz(state: &AppState) -> Response {
     let body = if state.config.dev {
@@ -91,10 +89,14 @@ pub async fn login(
             },
         )
     })?;
-    let outcome = login::login(state, app, &request.code).await;
+    let outcome = state
+        .logins
+        .login(app, &request.code)
+        .await
+        .map_err(ApiError::from);
     state
         .metrics
-        .login(&app.appid, outcome.as_ref().err().map(|e| e.code));
+        .login(&app.appid, outcome.as_ref().err().map(|e| e.code.as_str()));
     Ok(token_response(state, &outcome?))
 }
 
@@ -106,7 +108,10 @@ pub async fn session(
     state: &Arc<AppState>,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     let body = auth.copy.session_info.get_or_init(|| {
         to_json(&SessionInfo {
             user: UserView::from(&*auth.user),
@@ -120,12 +125,15 @@ pub async fn refresh(
     state: &Arc<AppState>,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
-    let session = sessions::refresh(state, &auth).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
+    let session = state.sessions.refresh(&auth).await?;
     // Re-signing moves the token onto the active key, so refreshing clients follow a
     // key rotation without logging in again.
     let outcome = LoginOutcome {
-        token: state.keyring().sign(&auth.secret),
+        token: state.sessions.sign(&auth.secret),
         session,
         user: Arc::unwrap_or_clone(auth.user),
         new_user: false,
@@ -145,9 +153,12 @@ pub async fn logout(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     let request: LogoutRequest = body.json()?.unwrap_or_default();
-    sessions::logout(state, &auth, request.all).await?;
+    state.sessions.logout(&auth, request.all).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -155,7 +166,10 @@ pub async fn get_me(
     state: &Arc<AppState>,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     Ok(json(&UserView::from(&*auth.user)))
 }
 
@@ -164,27 +178,15 @@ pub async fn patch_me(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let Authenticated { user, .. } =
-        sessions::authenticate(state, authorization.as_deref()).await?;
+    let Authenticated { user, .. } = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     if let Some(limiter) = &state.profile_limiter {
         limiter.check(user.id).map_err(too_many)?;
     }
     let patch = body.required_json()?;
-    let changes = profile::parse_patch(patch, state.config.public_url.as_deref())?;
-    if let Some((_, FieldValue::Text(nickname))) =
-        changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
-    {
-        content_check::check_nickname(state, state.app_of(&user)?, &user, nickname).await?;
-    }
-    if changes.is_empty() {
-        return Ok(json(&UserView::from(&*user)));
-    }
-    let now = state.clock.now();
-    let user_id = user.id;
-    let updated = state
-        .db
-        .write(move |c| queries::update_profile(c, user_id, &changes, now))
-        .await?;
+    let updated = profile::update(&state.profiles, &user, patch).await?;
     Ok(json(&UserView::from(&updated)))
 }
 

@@ -7,15 +7,17 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
+use super::avatar_upload;
 use super::body::{self, JSON_LIMIT, RawBody};
 use super::error::{ApiError, ErrorCode};
+use super::filters::{authorization, respond};
 use super::handlers::too_many;
 use super::json::json;
+use super::state::AppState;
 use super::views::UserView;
-use crate::app::AppState;
 use crate::domain::avatars;
 use crate::domain::phone;
-use crate::domain::sessions::{self, Authenticated};
+use crate::domain::sessions::Authenticated;
 use crate::domain::wechat_profile;
 
 /// `POST /v1/me/phone`, `POST /v1/me/wechat-profile`, `PUT` (or `POST`) `/v1/me/avatar`
@@ -25,7 +27,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
     let avatar_limit = state.config.avatar_max_bytes;
     let state = warp::any().map(move || Arc::clone(&state));
-    let auth = super::authorization();
+    let auth = authorization();
 
     let phone = warp::path!("v1" / "me" / "phone")
         .and(warp::post())
@@ -34,7 +36,7 @@ pub fn routes(
         .and(body::limited(JSON_LIMIT))
         .then(
             |s: Arc<AppState>, a: Option<String>, b: RawBody| async move {
-                super::respond(bind_phone(&s, a, b).await)
+                respond(bind_phone(&s, a, b).await)
             },
         );
     let profile = warp::path!("v1" / "me" / "wechat-profile")
@@ -44,7 +46,7 @@ pub fn routes(
         .and(body::limited(JSON_LIMIT))
         .then(
             |s: Arc<AppState>, a: Option<String>, b: RawBody| async move {
-                super::respond(wechat_profile(&s, a, b).await)
+                respond(wechat_profile(&s, a, b).await)
             },
         );
     // POST too: `wx.uploadFile`, which the mini program uploads with, can only POST.
@@ -63,7 +65,7 @@ pub fn routes(
         .and(body::upload(avatar_limit))
         .then(
             move |s: Arc<AppState>, auth: Authenticated, b: RawBody| async move {
-                super::respond(upload_avatar(&s, &auth, b, avatar_limit).await)
+                respond(upload_avatar(&s, &auth, b, avatar_limit).await)
             },
         );
     let serve = warp::path!("v1" / "avatars" / String)
@@ -72,7 +74,7 @@ pub fn routes(
         .and(warp::header::optional::<String>("if-none-match"))
         .then(
             |id: String, s: Arc<AppState>, inm: Option<String>| async move {
-                super::respond(serve_avatar(&s, id, inm).await)
+                respond(serve_avatar(&s, id, inm).await)
             },
         );
     phone
@@ -89,7 +91,10 @@ async fn profile_writer(
     state: &Arc<AppState>,
     authorization: Option<String>,
 ) -> Result<Authenticated, ApiError> {
-    let auth = sessions::authenticate(state, authorization.as_deref()).await?;
+    let auth = state
+        .sessions
+        .authenticate(authorization.as_deref())
+        .await?;
     if let Some(limiter) = &state.profile_limiter {
         limiter.check(auth.user.id).map_err(too_many)?;
     }
@@ -103,7 +108,7 @@ async fn bind_phone(
 ) -> Result<Response, ApiError> {
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
-    let phone = phone::bind(state, &auth.user, request).await?;
+    let phone = phone::bind(&state.profiles, &auth.user, request).await?;
     Ok(json(&phone))
 }
 
@@ -114,7 +119,7 @@ async fn wechat_profile(
 ) -> Result<Response, ApiError> {
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
-    let user = wechat_profile::apply(state, &auth.user, request).await?;
+    let user = wechat_profile::apply(&state.profiles, &auth.user, request).await?;
     Ok(json(&UserView::from(&user)))
 }
 
@@ -124,8 +129,8 @@ async fn upload_avatar(
     body: RawBody,
     limit: u64,
 ) -> Result<Response, ApiError> {
-    let (image, kind) = avatars::extract(body, limit).await?;
-    let user = avatars::save(state, &auth.user, image, kind).await?;
+    let (image, kind) = avatar_upload::extract(body, limit).await?;
+    let user = avatars::save(&state.profiles, &auth.user, image, kind).await?;
     Ok(json(&UserView::from(&user)))
 }
 
@@ -134,7 +139,7 @@ async fn serve_avatar(
     id: String,
     if_none_match: Option<String>,
 ) -> Result<Response, ApiError> {
-    let avatar = avatars::load(state, id, if_none_match)
+    let avatar = avatars::load(&state.db, id, if_none_match)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such avatar"))?;
     let etag = format!("\"{}\"", avatar.sha256);

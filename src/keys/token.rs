@@ -6,6 +6,7 @@
 //! A forged or garbled token is rejected here, before any database work.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -238,6 +239,28 @@ fn decode_exact(text: &str, out: &mut [u8]) -> Result<(), TokenError> {
     match URL_SAFE_NO_PAD.decode_slice(text, out) {
         Ok(n) if n == out.len() => Ok(()),
         _ => Err(TokenError::Malformed),
+    }
+}
+
+/// The signing keys in use, replaced whole when `wxauth keys rotate|retire` changes the
+/// key file while the server runs.
+#[derive(Debug)]
+pub struct SigningKeys(RwLock<Arc<Keyring>>);
+
+impl SigningKeys {
+    /// Starts with `keyring`.
+    pub fn new(keyring: Keyring) -> SigningKeys {
+        SigningKeys(RwLock::new(Arc::new(keyring)))
+    }
+
+    /// The keys as of now.
+    pub fn current(&self) -> Arc<Keyring> {
+        Arc::clone(&self.0.read().expect("keyring lock poisoned"))
+    }
+
+    /// Puts `keyring` in place of the keys in use.
+    pub fn replace(&self, keyring: Keyring) {
+        *self.0.write().expect("keyring lock poisoned") = Arc::new(keyring);
     }
 }
 

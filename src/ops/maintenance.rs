@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::app::AppState;
-use crate::clock::{UnixTime, secs};
+use crate::clock::{Clock, UnixTime, secs};
 use crate::db::{Db, DbError};
 
 /// The most rows one write job deletes.
@@ -85,11 +84,11 @@ fn delete_ended_sessions(conn: &Connection, cutoff: UnixTime) -> Result<usize, D
 
 /// Purges every [`INTERVAL`] until the task is aborted; failures are logged and the
 /// next round tries again.
-pub async fn run(state: Arc<AppState>) {
+pub async fn run(db: Arc<Db>, clock: Arc<dyn Clock>) {
     let mut ticks = tokio::time::interval(INTERVAL);
     loop {
         ticks.tick().await;
-        match purge(&state.db, state.clock.now()).await {
+        match purge(&db, clock.now()).await {
             Ok(Purged {
                 sessions: 0,
                 login_codes: 0,

@@ -17,8 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::clock::UnixTime;
 use crate::db::{Db, DbError};
-use crate::http::error::ErrorCode;
-use crate::wechat::client::WeChatError;
+use crate::wechat::client::{CallObserver, WeChatError};
 
 /// The content type of the rendered metrics.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -236,9 +235,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Records a login's outcome: `None` for a success, else the error it answered.
-    pub fn login(&self, app: &str, error: Option<ErrorCode>) {
-        let result = error.map_or("success", ErrorCode::as_str);
+    /// Records a login's outcome: `None` for a success, else the code of the error it
+    /// answered.
+    pub fn login(&self, app: &str, error: Option<&'static str>) {
+        let result = error.unwrap_or("success");
         self.logins
             .get_or_create(&LoginLabels {
                 app: app.to_owned(),
@@ -271,9 +271,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Records that a request read its session from the database, not from a copy.
-    pub fn session_read(&self) {
-        self.session_reads.inc();
+    /// The counter of requests that read their session from the database, not from a
+    /// copy; the sessions count into it.
+    pub fn session_reads(&self) -> Counter {
+        self.session_reads.clone()
     }
 
     /// A callback for the database writer that records each committed batch's size.
@@ -301,6 +302,12 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
         Ok(text)
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, api: &str, error: Option<&WeChatError>, took: Duration) {
+        self.upstream(api, error, took);
     }
 }
 
@@ -403,14 +410,14 @@ mod tests {
         metrics.request(route_of("/v1/session"), 200, Duration::from_millis(20));
         metrics.request(route_of("/v1/avatars/a_1"), 304, Duration::from_millis(1));
         metrics.login("wx1", None);
-        metrics.login("wx1", Some(ErrorCode::InvalidCode));
+        metrics.login("wx1", Some("invalid_code"));
         metrics.upstream(
             "jscode2session",
             Some(&WeChatError::RateLimited),
             Duration::from_millis(20),
         );
         (metrics.batch_observer())(3);
-        metrics.session_read();
+        metrics.session_reads().inc();
         let text = metrics.render(&db, 0).await.unwrap();
         for line in [
             "wxauth_http_requests_total{route=\"/v1/login\",status=\"200\"} 1",

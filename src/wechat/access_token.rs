@@ -115,6 +115,11 @@ impl std::fmt::Debug for AccessTokens {
 }
 
 impl AccessTokens {
+    /// The WeChat client the calls go through.
+    pub fn client(&self) -> &WeChatClient {
+        &self.wechat
+    }
+
     /// A manager for `apps`' tokens; nothing is fetched until a call needs a token.
     pub fn new(
         apps: &[AppConfig],

@@ -12,7 +12,6 @@ use tokio::time::{Instant, timeout_at};
 use crate::config::AppConfig;
 use crate::keys::random;
 use crate::keys::secret::Secret;
-use crate::ops::metrics::Metrics;
 
 /// What `jscode2session` returns on success.
 #[derive(Debug, Clone)]
@@ -114,7 +113,14 @@ pub struct WeChatClient {
     /// address anew (host name rules included) was a noticeable part of a login's work.
     code2session: reqwest::Url,
     total: Duration,
-    metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// Told of every finished WeChat call, for metrics: which API, how it ended and how
+/// long it took.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// Records one finished call; `error` is `None` for a success.
+    fn observe(&self, api: &str, error: Option<&WeChatError>, took: Duration);
 }
 
 /// Installs ring as rustls's crypto provider (the only crypto library wxauth uses).
@@ -223,19 +229,19 @@ impl WeChatClient {
             base: base.to_owned(),
             code2session,
             total,
-            metrics: None,
+            observer: None,
         })
     }
 
-    /// The same client, recording every call's outcome and time in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> WeChatClient {
-        self.metrics = Some(metrics);
+    /// The same client, telling `observer` of every call's outcome and time.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> WeChatClient {
+        self.observer = Some(observer);
         self
     }
 
     fn record<T>(&self, api: &str, started: Instant, result: &Result<T, WeChatError>) {
-        if let Some(metrics) = &self.metrics {
-            metrics.upstream(api, result.as_ref().err(), started.elapsed());
+        if let Some(observer) = &self.observer {
+            observer.observe(api, result.as_ref().err(), started.elapsed());
         }
     }
 

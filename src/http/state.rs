@@ -1,0 +1,29 @@
+//! What the handlers share: the domain's services, the settings the edge reads, and the
+//! rate limiters. The composition root builds it; handlers take the parts they need.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::login::Logins;
+use crate::domain::profiles::Profiles;
+use crate::domain::sessions::Sessions;
+use crate::http::ratelimit::RateLimiter;
+use crate::ops::metrics::Metrics;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub config: Config,
+    /// For readiness, metrics and serving avatars.
+    pub db: Arc<Db>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub sessions: Sessions,
+    pub logins: Arc<Logins>,
+    pub profiles: Profiles,
+    /// Per client IP on `/v1/login`; `None` when switched off.
+    pub login_limiter: Option<RateLimiter>,
+    /// Per user on profile writes; `None` when switched off.
+    pub profile_limiter: Option<RateLimiter>,
+}
