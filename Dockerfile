@@ -6,7 +6,7 @@
 #   docker build -t wxauth .
 #   docker run --rm -p 8080:8080 wxauth serve --dev
 #
-# README.md (Docker) shows a production run with a volume and a secret file.
+# docs/operations.md (Docker) shows a production run with a volume and a secret file.
 
 FROM rust:1-slim-bookworm AS builder
 WORKDIR /build

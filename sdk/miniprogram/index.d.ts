@@ -45,7 +45,7 @@ export interface LoginResult {
   newUser: boolean;
 }
 
-/** The error codes wxauth answers with (see its README), and the client's own. */
+/** The error codes wxauth answers with (see its docs/api.md), and the client's own. */
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_code'
