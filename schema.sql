@@ -1,9 +1,8 @@
--- wxauth database schema, version 1.
+-- wxauth database schema: what a new database gets, in one transaction.
 --
--- Applied to a new database in one transaction; `PRAGMA user_version` records the
--- version. Later versions add numbered migrations in src/db/migrations.rs instead of
--- editing this file's meaning for existing databases; the notes marked "v2", "v3" and
--- "v4" below say what they changed.
+-- `PRAGMA user_version` records the schema version (today 4). A database made by an
+-- older wxauth is brought here by the numbered migrations in src/db/migrations.rs, each
+-- tested from the version before it.
 --
 -- Times are Unix seconds (UTC). Secrets are never stored in the clear: sessions are
 -- found by the SHA-256 of their random id, and login codes by the SHA-256 of the code.
@@ -16,7 +15,9 @@ CREATE TABLE users (
     unionid       TEXT,
     nickname      TEXT,
     avatar_url    TEXT,
-    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender IN (0, 1, 2)), -- v2: as = joined by OR
+    -- OR rather than IN: SQLite checks an IN list of three values through a temporary
+    -- index, on every insert.
+    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender = 0 OR gender = 1 OR gender = 2),
     country       TEXT,
     province      TEXT,
     city          TEXT,
@@ -26,14 +27,15 @@ CREATE TABLE users (
     ban_reason    TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
+    -- The latest WeChat session_key, sealed with AES-256-GCM under a key derived from
+    -- the key file's data key and bound to public_id (96-bit nonce, ciphertext, tag);
+    -- replaced on every login, NULL while there is none.
+    session_key   BLOB,
     UNIQUE (appid, openid)
 );
--- v4: a last column `session_key BLOB`, the user's sealed session_key (formerly the
--- table session_keys below), NULL while there is none.
 
+-- Users are listed in rowid order: never deleted, that is the order they were created in.
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
--- v4: dropped; users are listed in rowid order, the order they were created in.
-CREATE INDEX users_app_created ON users (appid, created_at);
 
 CREATE TABLE sessions (
     id             INTEGER PRIMARY KEY,          -- internal; also the eviction order
@@ -47,32 +49,24 @@ CREATE TABLE sessions (
     max_expires_at INTEGER NOT NULL,             -- absolute: created_at + session_max_age
     last_seen_at   INTEGER NOT NULL,
     revoked_at     INTEGER,
-    revoked_reason TEXT CHECK (revoked_reason IN ('logout', 'admin', 'evicted')) -- v2: as = joined by OR
+    revoked_reason TEXT CHECK (revoked_reason = 'logout' OR revoked_reason = 'admin' OR revoked_reason = 'evicted')
 );
 
 CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
 CREATE INDEX sessions_expiry ON sessions (expires_at);
 
 -- A wx.login code that led to a session, so that a retried request with the same code
--- gets the same session back instead of WeChat's "code been used".
--- v2: a rowid table (`id INTEGER PRIMARY KEY`, `code_hash` NOT NULL UNIQUE), so that the
--- expiry index grows at its end.
--- v3: only appended to: no index, no `session_id` (the session is found by the secret
--- in `sealed_sid`), and `code_hash` not unique. The server finds a code's row through its
--- own index of the codes recorded in the last five minutes; expired rows are deleted
--- oldest first.
+-- gets the same session back instead of WeChat's "code been used". Only appended to,
+-- with no index: the server finds a code's row through its own index of the codes
+-- recorded in the last five minutes, and expired rows are deleted oldest first. The
+-- session is found by the secret in `sealed_sid`, as a token finds it.
 CREATE TABLE login_codes (
-    code_hash   BLOB    PRIMARY KEY,             -- SHA-256 over appid and code
-    session_id  INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id          INTEGER PRIMARY KEY,
+    code_hash   BLOB    NOT NULL,                -- SHA-256 over appid and code
     sealed_sid  BLOB    NOT NULL,                -- the session's random id, masked by the code
     new_user    INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
-) WITHOUT ROWID;
-
-CREATE INDEX login_codes_expiry ON login_codes (expires_at);
--- Deleting a session looks for its login codes (ON DELETE CASCADE); without this index
--- each deleted session would scan the whole table.
-CREATE INDEX login_codes_session ON login_codes (session_id);
+);
 
 -- Keys that let the team's own services call `POST /v1/introspect`. Only the SHA-256 of
 -- a key is kept; the key itself is shown once, when `wxauth service-keys create` makes it.
@@ -89,17 +83,8 @@ CREATE TABLE service_keys (
 -- A name may be reused once its old key is revoked.
 CREATE UNIQUE INDEX service_keys_live_name ON service_keys (name) WHERE revoked_at IS NULL;
 
--- The latest WeChat session_key of each user, sealed with AES-256-GCM under a key derived
--- from the key file's data key, bound to the user's public id. Replaced on every login.
--- v4: dropped; the sealed key is the column `users.session_key`.
-CREATE TABLE session_keys (
-    user_id     INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-    sealed      BLOB    NOT NULL,                -- 96-bit nonce, ciphertext, tag
-    updated_at  INTEGER NOT NULL
-);
-
--- Each app's access_token (sealed like session_keys, bound to the AppID), so a restart
--- does not fetch a new one, and the force-refresh budget WeChat allows each app.
+-- Each app's access_token (sealed like users.session_key, bound to the AppID), so a
+-- restart does not fetch a new one, and the force-refresh budget WeChat allows each app.
 CREATE TABLE access_tokens (
     appid          TEXT    PRIMARY KEY,
     sealed         BLOB    NOT NULL,

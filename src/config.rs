@@ -321,7 +321,7 @@ impl Layer {
         match self.unknown_env.iter().find(|name| !used(name)) {
             Some(name) => Err(invalid(
                 name.as_str(),
-                "unknown setting; see the configuration reference in README.md",
+                "unknown setting; see the configuration reference in docs/config.md",
             )),
             None => Ok(()),
         }

@@ -269,7 +269,7 @@ async fn a_version_1_database_keeps_its_sessions_and_codes_across_the_upgrade() 
     );
 }
 
-/// Replaces the database in `data` by one made from `schema.sql` (version 1) holding the
+/// Replaces the database in `data` by one made from the version 1 schema holding the
 /// same rows, as a server of the first release would have left it. Version 1 named each
 /// code's session; the caller logged in with a code once, so that is the oldest session,
 /// and kept each user's session_key in a table of its own.
@@ -278,7 +278,8 @@ fn rewrite_as_version_1(data: &std::path::Path) {
     let old = data.join("version-1.db");
     {
         let v1 = rusqlite::Connection::open(&old).unwrap();
-        v1.execute_batch(include_str!("../schema.sql")).unwrap();
+        v1.execute_batch(include_str!("../src/db/schema_v1.sql"))
+            .unwrap();
         v1.pragma_update(None, "user_version", 1).unwrap();
         v1.execute("ATTACH ?1 AS current", [path.to_str().unwrap()])
             .unwrap();

@@ -1,6 +1,6 @@
-//! The schema a new database gets (`schema.sql`), and the steps that bring an older
-//! database to it. Each step reaches the next version; `migrate` runs those a database
-//! lacks inside one transaction.
+//! The schema a new database gets (`schema.sql`, today's), and the steps that bring a
+//! database made by an older wxauth to it. Each step reaches the next version; `migrate`
+//! runs those a database lacks inside one transaction.
 
 use rusqlite::Connection;
 
@@ -24,10 +24,11 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     }
     if version == 0 {
         tx.execute_batch(SCHEMA)?;
-    }
-    for (reached, run) in MIGRATIONS {
-        if version < *reached {
-            run(&tx)?;
+    } else {
+        for (reached, run) in MIGRATIONS {
+            if version < *reached {
+                run(&tx)?;
+            }
         }
     }
     if version != SCHEMA_VERSION {
@@ -179,6 +180,9 @@ fn rewrite_table_sql(
 mod tests {
     use super::*;
 
+    /// The schema version 1 created, which the migrations start from.
+    const SCHEMA_V1: &str = include_str!("schema_v1.sql");
+
     /// A database as version 1 left it: two users, one with a session_key, a session and
     /// its login codes.
     fn version_1(schema: &str) -> Connection {
@@ -206,7 +210,7 @@ mod tests {
 
     #[test]
     fn version_1_keeps_its_rows_and_constraints() {
-        let mut conn = version_1(SCHEMA);
+        let mut conn = version_1(SCHEMA_V1);
         migrate(&mut conn).unwrap();
         assert_eq!(version(&conn), SCHEMA_VERSION);
         let check: String = conn
@@ -279,7 +283,7 @@ mod tests {
     /// connection that migrated must no longer do that when a login inserts its rows.
     #[test]
     fn login_inserts_build_no_temporary_index() {
-        let mut conn = version_1(SCHEMA);
+        let mut conn = version_1(SCHEMA_V1);
         migrate(&mut conn).unwrap();
         for sql in [
             "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
@@ -305,7 +309,7 @@ mod tests {
 
     #[test]
     fn an_unexpected_schema_is_refused_and_left_as_it_was() {
-        let edited = SCHEMA.replace("IN (0, 1, 2)", "BETWEEN 0 AND 2");
+        let edited = SCHEMA_V1.replace("IN (0, 1, 2)", "BETWEEN 0 AND 2");
         let mut conn = version_1(&edited);
         let err = migrate(&mut conn).unwrap_err();
         assert!(
@@ -322,5 +326,82 @@ mod tests {
             )
             .unwrap();
         assert!(kept.contains("WITHOUT ROWID"), "{kept}");
+    }
+
+    /// Everything SQLite knows of a schema's shape, comments and spelling aside: each
+    /// table's columns, indexes (with their columns, uniqueness and conditions) and
+    /// foreign keys.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let query = |sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let mut shape = query(
+            "SELECT concat_ws('|', m.name, c.cid, c.name, c.type, c.\"notnull\", \
+                 c.dflt_value, c.pk, c.hidden) \
+             FROM sqlite_schema m, pragma_table_xinfo(m.name) c \
+             WHERE m.type = 'table' ORDER BY m.name, c.cid",
+        );
+        shape.extend(query(
+            "SELECT concat_ws('|', m.name, l.name, l.\"unique\", l.origin, l.partial, \
+                 (SELECT group_concat(i.name, ',') FROM pragma_index_info(l.name) i), \
+                 (SELECT substr(x.sql, instr(x.sql, ' WHERE ')) FROM sqlite_schema x \
+                  WHERE x.name = l.name AND l.partial)) \
+             FROM sqlite_schema m, pragma_index_list(m.name) l \
+             WHERE m.type = 'table' ORDER BY m.name, l.name",
+        ));
+        shape.extend(query(
+            "SELECT concat_ws('|', m.name, f.\"table\", f.\"from\", f.\"to\", f.on_delete) \
+             FROM sqlite_schema m, pragma_foreign_key_list(m.name) f \
+             WHERE m.type = 'table' ORDER BY m.name, f.id",
+        ));
+        shape
+    }
+
+    /// What the CHECK constraints allow, which `shape` cannot see.
+    fn checks(conn: &Connection) -> Vec<bool> {
+        conn.execute_batch(
+            "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
+                 VALUES ('u_c', 'wxc', 'oc', 1, 1);
+             INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
+                 max_expires_at, last_seen_at) \
+                 VALUES ('s_c', x'0c', (SELECT id FROM users WHERE public_id = 'u_c'), 1, 2, 3, 1);",
+        )
+        .unwrap();
+        [
+            "UPDATE users SET gender = 2",
+            "UPDATE users SET gender = 3",
+            "UPDATE users SET gender = 1.5",
+            "UPDATE sessions SET revoked_reason = 'admin'",
+            "UPDATE sessions SET revoked_reason = 'expired'",
+            "UPDATE sessions SET revoked_reason = NULL",
+        ]
+        .iter()
+        .map(|sql| conn.execute(sql, []).is_ok())
+        .collect()
+    }
+
+    /// `schema.sql` is what the migrations make of version 1: a new database and an
+    /// upgraded one have the same tables, columns, indexes, keys and constraints.
+    #[test]
+    fn a_new_database_has_the_shape_an_upgraded_one_has() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        assert_eq!(version(&fresh), SCHEMA_VERSION);
+        let mut upgraded = version_1(SCHEMA_V1);
+        upgraded
+            .execute_batch("DELETE FROM login_codes; DELETE FROM sessions; DELETE FROM session_keys; DELETE FROM users;")
+            .unwrap();
+        migrate(&mut upgraded).unwrap();
+        let (fresh_shape, upgraded_shape) = (shape(&fresh), shape(&upgraded));
+        assert!(fresh_shape.len() > 40, "{fresh_shape:?}");
+        assert_eq!(fresh_shape, upgraded_shape);
+        let allowed = checks(&fresh);
+        assert_eq!(allowed, [true, false, false, true, false, true]);
+        assert_eq!(checks(&upgraded), allowed);
     }
 }
