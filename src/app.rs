@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, secs};
 use crate::config::Config;
 use crate::datadir;
-use crate::db::{Db, DbError};
+use crate::db::{Checkpoints, Db, DbError};
 use crate::domain::login::{Logins, SessionPolicy};
 use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
@@ -117,9 +117,18 @@ impl App {
         let data_keys = Arc::new(keys.data_keys().map_err(StartError::DataKey)?);
         let db_path = dir.join(datadir::DATABASE_FILE);
         let on_batch = Box::new(metrics.batch_observer());
-        let db = tokio::task::spawn_blocking(move || Db::open_observed(&db_path, on_batch))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))??;
+        let checkpoints = if config.litestream {
+            tracing::info!(
+                "litestream = true: Litestream owns checkpoints; this server runs none of its own"
+            );
+            Checkpoints::Litestream
+        } else {
+            Checkpoints::Own
+        };
+        let db =
+            tokio::task::spawn_blocking(move || Db::open_with(&db_path, on_batch, checkpoints))
+                .await
+                .map_err(|e| DbError::Task(e.to_string()))??;
         let now = clock.now();
         let recent_codes = db
             .read(move |c| {

@@ -206,6 +206,7 @@ pub struct Layer {
     #[serde(default, deserialize_with = "from_str_setting")]
     pub login_rate_limit: Option<RateSetting>,
     pub trust_proxy: Option<bool>,
+    pub litestream: Option<bool>,
     pub avatar_max_bytes: Option<u64>,
     pub log: Option<String>,
     #[serde(default, deserialize_with = "from_str_setting")]
@@ -292,6 +293,7 @@ impl Layer {
                 "MAX_SESSIONS_PER_USER" => layer.max_sessions_per_user = Some(parse(name, value)?),
                 "LOGIN_RATE_LIMIT" => layer.login_rate_limit = Some(parse(name, value)?),
                 "TRUST_PROXY" => layer.trust_proxy = Some(parse(name, value)?),
+                "LITESTREAM" => layer.litestream = Some(parse(name, value)?),
                 "AVATAR_MAX_BYTES" => layer.avatar_max_bytes = Some(parse(name, value)?),
                 "LOG" => layer.log = Some(value.clone()),
                 "LOG_FORMAT" => layer.log_format = Some(parse(name, value)?),
@@ -333,7 +335,7 @@ impl Layer {
         merge_fields!(low, high;
             listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
             appid, secret, secret_file, content_check, content_check_unavailable, token_ttl, session_max_age,
-            max_sessions_per_user, login_rate_limit, trust_proxy, avatar_max_bytes, log,
+            max_sessions_per_user, login_rate_limit, trust_proxy, litestream, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
             backup_interval, backup_keep, backup_dir, metrics_listen);
         if !high.apps.is_empty() {
@@ -386,6 +388,9 @@ pub struct Config {
     pub max_sessions_per_user: u32,
     pub login_rate_limit: Option<Rate>,
     pub trust_proxy: bool,
+    /// Litestream replicates the database and owns its checkpoints: the server runs
+    /// none of its own.
+    pub litestream: bool,
     pub avatar_max_bytes: u64,
     pub log: String,
     pub log_format: LogFormat,
@@ -492,6 +497,7 @@ impl Config {
                 |r| r.0,
             ),
             trust_proxy: layer.trust_proxy.unwrap_or(false),
+            litestream: layer.litestream.unwrap_or(false),
             avatar_max_bytes,
             log: layer.log.unwrap_or_else(|| "info".to_owned()),
             log_format: layer.log_format.unwrap_or_default(),
@@ -779,6 +785,21 @@ mod tests {
         );
         let err = Layer::from_toml("content_check_unavailable = \"maybe\"").unwrap_err();
         assert!(err.contains("allow or reject"), "{err}");
+    }
+
+    #[test]
+    fn litestream_is_off_unless_the_file_or_env_turns_it_on() {
+        assert!(
+            !resolve(Layer::from_toml("appid = \"wx1\"\nsecret = \"s\"").unwrap())
+                .unwrap()
+                .litestream
+        );
+        let file = Layer::from_toml("appid = \"wx1\"\nsecret = \"s\"\nlitestream = true").unwrap();
+        assert!(resolve(file.clone()).unwrap().litestream);
+        let from_env = Layer::from_env(&env(&[("WXAUTH_LITESTREAM", "false")])).unwrap();
+        assert!(!resolve(file.merge(from_env)).unwrap().litestream);
+        let err = Layer::from_env(&env(&[("WXAUTH_LITESTREAM", "yes please")])).unwrap_err();
+        assert!(err.to_string().contains("WXAUTH_LITESTREAM"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 pub use changes::{ChangedRow, Changes, MAX_EXTERNAL_LAG, Mark};
 use checkpointer::Checkpointer;
@@ -38,12 +39,23 @@ pub use writer::{BatchObserver, Writer};
 /// once the cache had filled.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
+/// Who copies the write-ahead log into the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// A checkpoint thread of the server's own, shortly after commits.
+    Own,
+    /// Litestream, which replicates the log first (`litestream = true`): the server
+    /// runs no checkpoint at all, not even when it closes.
+    Litestream,
+}
+
 /// The database: one writer thread, a few reader threads and a checkpoint thread over
 /// one file.
 pub struct Db {
     path: PathBuf,
     readers: Readers,
-    checkpointer: Arc<Checkpointer>,
+    /// `None` when Litestream owns the checkpoints.
+    checkpointer: Option<Arc<Checkpointer>>,
     changes: Arc<Changes>,
     writer: Writer,
 }
@@ -63,14 +75,31 @@ impl Db {
 
     /// Like [`Db::open`], calling `on_batch` with the size of every committed batch.
     pub fn open_observed(path: &Path, on_batch: BatchObserver) -> Result<Arc<Db>, DbError> {
+        Db::open_with(path, on_batch, Checkpoints::Own)
+    }
+
+    /// Like [`Db::open_observed`], with `checkpoints` saying who copies the log into the
+    /// database file.
+    pub fn open_with(
+        path: &Path,
+        on_batch: BatchObserver,
+        checkpoints: Checkpoints,
+    ) -> Result<Arc<Db>, DbError> {
         create_private(path)?;
         let mut conn = open_writer_connection(path)?;
         migrate(&mut conn)?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            checkpointer::WRITER_AUTOCHECKPOINT,
-        )?;
+        let autocheckpoint = match checkpoints {
+            Checkpoints::Own => checkpointer::WRITER_AUTOCHECKPOINT,
+            Checkpoints::Litestream => {
+                // Litestream copies the log to its replica before it checkpoints; a
+                // checkpoint behind its back makes it take a whole new snapshot, and
+                // one that restarts the log can stall the writer behind its read lock.
+                // Closing the last connection would checkpoint too.
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+                0
+            }
+        };
+        conn.pragma_update(None, "wal_autocheckpoint", autocheckpoint)?;
         // A login inserts into several indexes at random places; with SQLite's default
         // 2 MiB cache most of those pages had to be read back from the file each time.
         // The cache fills only as pages are used, so an idle server stays small; see
@@ -88,8 +117,11 @@ impl Db {
                 gather.lock().expect("touched rows poisoned").push(row);
             }
         }))?;
-        let checkpointer = Arc::new(Checkpointer::start(path)?);
-        let after_commit = Arc::clone(&checkpointer);
+        let checkpointer = match checkpoints {
+            Checkpoints::Own => Some(Arc::new(Checkpointer::start(path)?)),
+            Checkpoints::Litestream => None,
+        };
+        let after_commit = checkpointer.clone();
         let publish = Arc::clone(&changes);
         Ok(Arc::new(Db {
             path: path.to_owned(),
@@ -100,7 +132,9 @@ impl Db {
                 conn,
                 Box::new(move |size| {
                     publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
-                    after_commit.committed();
+                    if let Some(checkpointer) = &after_commit {
+                        checkpointer.committed();
+                    }
                     on_batch(size);
                 }),
             ),
@@ -175,8 +209,9 @@ impl Db {
         // Readers and the checkpoint thread go first, so the writer's connection is the
         // last one and its close checkpoints the WAL into the database file and removes it.
         self.readers.stop().await;
-        let checkpointer = Arc::clone(&self.checkpointer);
-        let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        if let Some(checkpointer) = self.checkpointer.clone() {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        }
         self.writer.stop().await;
     }
 }
@@ -353,5 +388,40 @@ mod tests {
         let mut conn = Connection::open(dir.join(crate::datadir::DATABASE_FILE)).unwrap();
         migrate(&mut conn).unwrap();
         open_existing(dir).unwrap()
+    }
+
+    /// With Litestream owning checkpoints, nothing of the server's copies the log into
+    /// the database file: not after commits, not when the server closes.
+    #[tokio::test]
+    async fn with_litestream_the_server_never_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let wal = dir.path().join("t.db-wal");
+        let db = Db::open_with(&path, Box::new(|_| {}), Checkpoints::Litestream).unwrap();
+        let size_before = std::fs::metadata(&path).unwrap().len();
+        for i in 0..200 {
+            db.write(move |c| Ok(insert_test_user(c, &format!("u{i}"))?))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size_before);
+        db.close().await;
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the log is left for Litestream"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let users: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(users, 200, "what the log holds is still read");
+
+        // The server's own checkpoints copy the log and close it.
+        let own = dir.path().join("own.db");
+        let db = Db::open(&own).unwrap();
+        db.write(|c| Ok(insert_test_user(c, "u")?)).await.unwrap();
+        db.close().await;
+        assert!(!dir.path().join("own.db-wal").exists());
     }
 }
