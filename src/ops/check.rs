@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, Config};
 use crate::datadir;
-use crate::db::{self, SCHEMA_VERSION};
+use crate::db::{self, SCHEMA_VERSION, needed_keys};
 use crate::keys::key_file::KeyFile;
+use crate::ops::key_guard;
 
 /// How a single check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,20 +114,86 @@ fn data_dir(dir: &Path) -> Vec<Finding> {
         )
     });
     findings.push(database(dir));
-    let keys = dir.join(datadir::KEYS_FILE);
-    findings.push(if !keys.exists() {
-        Finding::new("signing keys", Status::Ok, "none yet; serve creates them")
-    } else {
-        match KeyFile::load(&keys) {
-            Ok(file) => Finding::new(
-                "signing keys",
-                Status::Ok,
-                format!("{} key(s), active {}", file.keys.len(), file.active),
-            ),
-            Err(e) => Finding::new("signing keys", Status::Fail, e.to_string()),
-        }
-    });
+    findings.push(key_file(dir));
     findings
+}
+
+/// Whether `serve` would accept the key file: one that holds every key the database
+/// needs, or none at all for an empty database.
+fn key_file(dir: &Path) -> Finding {
+    let subject = "key file";
+    let path = dir.join(datadir::KEYS_FILE);
+    let file = match KeyFile::load_if_present(&path) {
+        Ok(file) => file,
+        Err(e) => return Finding::new(subject, Status::Fail, e.to_string()),
+    };
+    let db_path = dir.join(datadir::DATABASE_FILE);
+    let recorded = if db_path.exists() {
+        let read = db::open_connection(&db_path, true).and_then(|c| {
+            let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Ok(None);
+            }
+            // Before version 5 nothing is recorded: serve records the file it finds.
+            Ok(Some(key_guard::Recorded {
+                needed: if version >= 5 {
+                    needed_keys::needed(&c)?
+                } else {
+                    Vec::new()
+                },
+                empty: version == 0 || needed_keys::is_empty(&c)?,
+            }))
+        });
+        match read {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => {
+                return Finding::new(
+                    subject,
+                    Status::Warn,
+                    "not checked: the database is newer than this wxauth",
+                );
+            }
+            Err(e) => return Finding::new(subject, Status::Fail, e.to_string()),
+        }
+    } else {
+        key_guard::Recorded {
+            needed: Vec::new(),
+            empty: true,
+        }
+    };
+    let fix = "bring back the keys.json that belongs with this database, \
+               or run `wxauth keys reset --yes` (ends every session)";
+    match (key_guard::judge(&recorded, file.as_ref()), file) {
+        (key_guard::Verdict::Use, Some(file)) => Finding::new(
+            subject,
+            Status::Ok,
+            format!(
+                "{} signing key(s), active {}; holds every key the database needs",
+                file.keys.len(),
+                file.active
+            ),
+        ),
+        (key_guard::Verdict::Missing, _) => Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{} is missing and the database depends on its keys: {fix}",
+                path.display()
+            ),
+        ),
+        (key_guard::Verdict::Lacking(lacking), _) => Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{} is not this database's: it lacks {}; {fix}",
+                path.display(),
+                key_guard::list(&lacking)
+            ),
+        ),
+        (key_guard::Verdict::Create | key_guard::Verdict::Use, _) => {
+            Finding::new(subject, Status::Ok, "none yet; serve creates it")
+        }
+    }
 }
 
 /// Whether this build can open the database: its schema must not be newer.
