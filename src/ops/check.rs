@@ -1,7 +1,7 @@
 //! Checking a deployment from the outside: `wxauth check` looks at a resolved
 //! configuration and its data directory without binding or serving (and, when asked,
-//! whether WeChat accepts each app's credentials); `wxauth healthcheck` asks a running
-//! server whether it is ready.
+//! whether WeChat accepts each app's credentials, or whether SQLite finds the database
+//! intact); `wxauth healthcheck` asks a running server whether it is ready.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -47,6 +47,9 @@ pub struct Finding {
     pub status: Status,
     /// A sentence an operator can act on.
     pub detail: String,
+    /// What a deep check found wrong, one line each, as SQLite words it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl Finding {
@@ -55,6 +58,7 @@ impl Finding {
             subject: subject.into(),
             status,
             detail: detail.into(),
+            problems: Vec::new(),
         }
     }
 }
@@ -193,6 +197,92 @@ fn key_file(dir: &Path) -> Finding {
         (key_guard::Verdict::Create | key_guard::Verdict::Use, _) => {
             Finding::new(subject, Status::Ok, "none yet; serve creates it")
         }
+    }
+}
+
+/// The most problems of one kind a deep check lists.
+const MAX_PROBLEMS: usize = 100;
+
+/// SQLite's own checks of the database: `PRAGMA integrity_check` (pages, records,
+/// indexes) and `PRAGMA foreign_key_check`, on a read-only connection, so that it can
+/// run beside a serving server.
+pub fn deep(dir: &Path) -> Vec<Finding> {
+    let path = dir.join(datadir::DATABASE_FILE);
+    if !path.exists() {
+        return vec![Finding::new(
+            "integrity",
+            Status::Ok,
+            "no database yet; nothing to check",
+        )];
+    }
+    let conn = match db::open_connection(&path, true) {
+        Ok(conn) => conn,
+        Err(e) => return vec![Finding::new("integrity", Status::Fail, e.to_string())],
+    };
+    let rows = |sql: &str, row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<String>| {
+        conn.prepare(sql).and_then(|mut stmt| {
+            stmt.query_map([], row)?
+                .take(MAX_PROBLEMS)
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+    };
+    let integrity = match rows(&format!("PRAGMA integrity_check({MAX_PROBLEMS})"), |r| {
+        r.get(0)
+    }) {
+        Ok(found) if found == ["ok"] => Finding::new(
+            "integrity",
+            Status::Ok,
+            "SQLite's integrity check found no problem",
+        ),
+        Ok(found) => problems("integrity", "SQLite's integrity check", found),
+        Err(e) => problems(
+            "integrity",
+            "SQLite's integrity check",
+            vec![format!("the check could not run: {e}")],
+        ),
+    };
+    let foreign = match rows("PRAGMA foreign_key_check", |r| {
+        Ok(format!(
+            "{} row {} refers to a missing row of {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?
+                .map_or("(without rowid)".to_owned(), |id| id.to_string()),
+            r.get::<_, String>(2)?
+        ))
+    }) {
+        Ok(found) if found.is_empty() => Finding::new(
+            "foreign keys",
+            Status::Ok,
+            "every reference points at an existing row",
+        ),
+        Ok(found) => problems("foreign keys", "SQLite's foreign key check", found),
+        Err(e) => problems(
+            "foreign keys",
+            "SQLite's foreign key check",
+            vec![format!("the check could not run: {e}")],
+        ),
+    };
+    vec![integrity, foreign]
+}
+
+/// A failed deep check and what it found.
+fn problems(subject: &str, check: &str, found: Vec<String>) -> Finding {
+    let first = found.first().cloned().unwrap_or_default();
+    let count = if found.len() >= MAX_PROBLEMS {
+        format!("{MAX_PROBLEMS} or more problems")
+    } else {
+        format!("{} problem(s)", found.len())
+    };
+    Finding {
+        problems: found,
+        ..Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{check} found {count}, the first: {first}; copy the data directory aside, \
+                 then restore the latest good backup (`wxauth restore`)"
+            ),
+        )
     }
 }
 
