@@ -23,8 +23,9 @@ use crate::domain::sessions::Sessions;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
+use crate::keys::crypto::DataKeys;
 use crate::keys::key_file::{KeyFile, KeyFileError};
-use crate::keys::token::SigningKeys;
+use crate::keys::token::{Keyring, SigningKeys};
 use crate::ops::key_guard::{self, KeyGuardError};
 use crate::ops::metrics::Metrics;
 use crate::wechat::access_token::AccessTokens;
@@ -155,21 +156,14 @@ impl App {
             .await
             .map_err(|e| DbError::Task(e.to_string()))??;
         let now = clock.now();
-        let recorded = db.read(key_guard::recorded).await?;
-        let keys = match key_guard::key_file_for(&recorded, &dir.join(datadir::KEYS_FILE), now) {
+        let (keyring, data_keys) = match open_keys(&db, &dir, now).await {
             Ok(keys) => keys,
             Err(e) => {
                 db.close().await;
-                return Err(StartError::from_key_guard(e, &dir));
+                return Err(e);
             }
         };
-        let keyring = keys.keyring().map_err(StartError::Keyring)?;
-        let data_keys = Arc::new(keys.data_keys().map_err(StartError::DataKey)?);
-        let prints = keys.prints();
-        if prints != recorded.needed {
-            db.write(move |c| needed_keys::record(c, &prints, now))
-                .await?;
-        }
+        let data_keys = Arc::new(data_keys);
         let recent_codes = db
             .read(move |c| {
                 let recent = RecentCodes::new(now);
@@ -343,6 +337,26 @@ impl App {
             mock.shutdown().await;
         }
     }
+}
+
+/// The key file's signing and data keys, if it holds every key the database needs (or
+/// is made new for an empty database); what it holds is then recorded in the database.
+async fn open_keys(
+    db: &Db,
+    dir: &std::path::Path,
+    now: crate::clock::UnixTime,
+) -> Result<(Keyring, DataKeys), StartError> {
+    let recorded = db.read(key_guard::recorded).await?;
+    let keys = key_guard::key_file_for(&recorded, &dir.join(datadir::KEYS_FILE), now)
+        .map_err(|e| StartError::from_key_guard(e, dir))?;
+    let keyring = keys.keyring().map_err(StartError::Keyring)?;
+    let data_keys = keys.data_keys().map_err(StartError::DataKey)?;
+    let prints = keys.prints();
+    if prints != recorded.needed {
+        db.write(move |c| needed_keys::record(c, &prints, now))
+            .await?;
+    }
+    Ok((keyring, data_keys))
 }
 
 fn serve_metrics(
