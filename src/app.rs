@@ -66,6 +66,12 @@ pub enum StartError {
         dir: String,
         lacking: String,
     },
+    #[error(
+        "{source}. Bring back a good copy of keys.json into {dir}, or run \
+         `wxauth keys reset --yes` to make new keys: that ends every session and drops \
+         the stored session_keys and access tokens"
+    )]
+    KeyFileDamaged { source: KeyFileError, dir: String },
     #[error("the signing keys are unusable: {0}")]
     Keyring(String),
     #[error("the data key is unusable: {0}")]
@@ -94,6 +100,9 @@ impl StartError {
                 dir,
                 lacking: key_guard::list(&lacking),
             },
+            KeyGuardError::Keys(source @ KeyFileError::Damaged { .. }) => {
+                StartError::KeyFileDamaged { source, dir }
+            }
             KeyGuardError::Keys(e) => StartError::Keys(e),
         }
     }

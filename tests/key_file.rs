@@ -132,8 +132,16 @@ async fn a_missing_or_foreign_key_file_refuses_to_start_and_names_the_fix() {
     }
     assert!(!dir.join("keys.json").exists(), "no new key file was made");
 
+    // Damaged: not JSON.
+    std::fs::write(dir.join("keys.json"), "{\"active\": ").unwrap();
+    let (code, stderr) = serve_refused(&dir);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("damaged") && stderr.contains("wxauth keys reset --yes"),
+        "{stderr}"
+    );
+
     // Foreign: the key file of another data directory.
-    let other = tempfile::tempdir().unwrap();
     let other_server = TestServer::start().await;
     std::fs::copy(data(&other_server).join("keys.json"), dir.join("keys.json")).unwrap();
     other_server.stop().await;
@@ -153,7 +161,6 @@ async fn a_missing_or_foreign_key_file_refuses_to_start_and_names_the_fix() {
     let (code, stdout, _) = wxauth(&dir, &["check", "--dev"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("not this database's"), "{stdout}");
-    drop(other);
 
     // The right file brought back: it starts, and the old token still works.
     std::fs::write(dir.join("keys.json"), keys).unwrap();
