@@ -340,7 +340,9 @@ fn save_and_record(
     // and the next start records the file.
     file.save(path)?;
     if let Some(conn) = db {
-        needed_keys::record(&conn, &file.prints(), now)?;
+        let tx = conn.unchecked_transaction().map_err(DbError::from)?;
+        needed_keys::record(&tx, &file.prints(), now)?;
+        tx.commit().map_err(DbError::from)?;
     }
     Ok(())
 }
