@@ -98,6 +98,18 @@ async fn a_new_data_directory_gets_keys_that_the_database_records() {
     assert!(recorded(&server).contains(&format!("signing {again}")));
     let token = server.token("dev:amy").await;
     assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
+
+    // A database from before the record (schema 4, upgraded) records the key file it
+    // finds on its next start.
+    let before = recorded(&server);
+    server
+        .restart_after(|dir| {
+            let conn = rusqlite::Connection::open(dir.join("wxauth.db")).unwrap();
+            conn.execute("DELETE FROM needed_keys", []).unwrap();
+        })
+        .await;
+    assert_eq!(recorded(&server), before);
+    assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
     server.stop().await;
 }
 
