@@ -1,6 +1,6 @@
 -- wxauth database schema: what a new database gets, in one transaction.
 --
--- `PRAGMA user_version` records the schema version (today 4). A database made by an
+-- `PRAGMA user_version` records the schema version (today 5). A database made by an
 -- older wxauth is brought here by the numbered migrations in src/db/migrations.rs, each
 -- tested from the version before it.
 --
@@ -105,3 +105,17 @@ CREATE TABLE avatars (
 );
 
 CREATE INDEX avatars_user ON avatars (user_id);
+
+-- The keys of the key file (keys.json) this database depends on: each signing key not
+-- retired (tokens signed with it are accepted) and the data key that sealed
+-- users.session_key and access_tokens.sealed. Only an id and a fingerprint (HMAC-SHA256
+-- keyed by the key over a fixed text) are kept, never a key. A server refuses to start
+-- with a key file that lacks one of them; `wxauth keys reset --yes` starts over.
+CREATE TABLE needed_keys (
+    kind        TEXT    NOT NULL CHECK (kind = 'signing' OR kind = 'data'),
+    id          TEXT    NOT NULL,                -- a signing key's kid; the data key's
+                                                 -- fingerprint's first 16 characters
+    fingerprint TEXT    NOT NULL,                -- lowercase hex
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, secs};
 use crate::config::Config;
 use crate::datadir;
-use crate::db::{Checkpoints, Db, DbError};
+use crate::db::{Checkpoints, Db, DbError, needed_keys};
 use crate::domain::login::{Logins, SessionPolicy};
 use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
@@ -23,8 +23,10 @@ use crate::domain::sessions::Sessions;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
+use crate::keys::crypto::DataKeys;
 use crate::keys::key_file::{KeyFile, KeyFileError};
-use crate::keys::token::SigningKeys;
+use crate::keys::token::{Keyring, SigningKeys};
+use crate::ops::key_guard::{self, KeyGuardError};
 use crate::ops::metrics::Metrics;
 use crate::wechat::access_token::AccessTokens;
 use crate::wechat::client::WeChatClient;
@@ -46,6 +48,30 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error(transparent)]
     Keys(#[from] KeyFileError),
+    #[error(
+        "the key file {path} is missing, and the database depends on the keys it held. \
+         Bring back that keys.json into {dir} (from where you keep a copy, or with \
+         `wxauth restore BACKUP`), or run `wxauth keys reset --yes` to make new keys: \
+         that ends every session and drops the stored session_keys and access tokens"
+    )]
+    KeyFileMissing { path: String, dir: String },
+    #[error(
+        "the key file {path} is not this database's: it lacks {lacking}, which the \
+         database depends on. Bring back the keys.json that belongs with this database \
+         into {dir}, or run `wxauth keys reset --yes` to make new keys: that ends every \
+         session and drops the stored session_keys and access tokens"
+    )]
+    KeyFileForeign {
+        path: String,
+        dir: String,
+        lacking: String,
+    },
+    #[error(
+        "{source}. Bring back a good copy of keys.json into {dir}, or run \
+         `wxauth keys reset --yes` to make new keys: that ends every session and drops \
+         the stored session_keys and access tokens"
+    )]
+    KeyFileDamaged { source: KeyFileError, dir: String },
     #[error("the signing keys are unusable: {0}")]
     Keyring(String),
     #[error("the data key is unusable: {0}")]
@@ -59,6 +85,27 @@ pub enum StartError {
     DevWeChat(std::io::Error),
     #[error("cannot build the WeChat client: {0}")]
     WeChatClient(String),
+}
+
+impl StartError {
+    fn from_key_guard(e: KeyGuardError, dir: &std::path::Path) -> StartError {
+        let dir = dir.display().to_string();
+        match e {
+            KeyGuardError::Missing { path } => StartError::KeyFileMissing {
+                path: path.display().to_string(),
+                dir,
+            },
+            KeyGuardError::Lacking { path, lacking } => StartError::KeyFileForeign {
+                path: path.display().to_string(),
+                dir,
+                lacking: key_guard::list(&lacking),
+            },
+            KeyGuardError::Keys(source @ KeyFileError::Damaged { .. }) => {
+                StartError::KeyFileDamaged { source, dir }
+            }
+            KeyGuardError::Keys(e) => StartError::Keys(e),
+        }
+    }
 }
 
 /// A running server.
@@ -111,10 +158,7 @@ impl App {
         } else {
             None
         };
-        let keys = KeyFile::load_or_create(&dir.join(datadir::KEYS_FILE), clock.now())?;
-        let keyring = keys.keyring().map_err(StartError::Keyring)?;
         let metrics = Arc::new(Metrics::new());
-        let data_keys = Arc::new(keys.data_keys().map_err(StartError::DataKey)?);
         let db_path = dir.join(datadir::DATABASE_FILE);
         let on_batch = Box::new(metrics.batch_observer());
         let checkpoints = if config.litestream {
@@ -130,6 +174,14 @@ impl App {
                 .await
                 .map_err(|e| DbError::Task(e.to_string()))??;
         let now = clock.now();
+        let (keyring, data_keys) = match open_keys(&db, &dir, now).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                db.close().await;
+                return Err(e);
+            }
+        };
+        let data_keys = Arc::new(data_keys);
         let recent_codes = db
             .read(move |c| {
                 let recent = RecentCodes::new(now);
@@ -303,6 +355,26 @@ impl App {
             mock.shutdown().await;
         }
     }
+}
+
+/// The key file's signing and data keys, if it holds every key the database needs (or
+/// is made new for an empty database); what it holds is then recorded in the database.
+async fn open_keys(
+    db: &Db,
+    dir: &std::path::Path,
+    now: crate::clock::UnixTime,
+) -> Result<(Keyring, DataKeys), StartError> {
+    let recorded = db.read(key_guard::recorded).await?;
+    let keys = key_guard::key_file_for(&recorded, &dir.join(datadir::KEYS_FILE), now)
+        .map_err(|e| StartError::from_key_guard(e, dir))?;
+    let keyring = keys.keyring().map_err(StartError::Keyring)?;
+    let data_keys = keys.data_keys().map_err(StartError::DataKey)?;
+    let prints = keys.prints();
+    if prints != recorded.needed {
+        db.write(move |c| needed_keys::record(c, &prints, now))
+            .await?;
+    }
+    Ok((keyring, data_keys))
 }
 
 fn serve_metrics(

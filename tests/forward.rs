@@ -90,11 +90,10 @@ fn stored_ids(server: &TestServer, user_public_id: &str) -> (String, Option<Stri
 
 /// A token that is well signed by the server's key but names no session.
 fn unknown_session_token(server: &TestServer) -> String {
-    let keys =
-        wxauth::keys::key_file::KeyFile::load_or_create(&data_dir(server).join("keys.json"), 0)
-            .unwrap()
-            .keyring()
-            .unwrap();
+    let keys = wxauth::keys::key_file::KeyFile::load(&data_dir(server).join("keys.json"))
+        .unwrap()
+        .keyring()
+        .unwrap();
     keys.sign(&SessionSecret::generate())
 }
 

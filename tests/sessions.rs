@@ -114,11 +114,9 @@ async fn a_token_signed_with_an_unknown_key_is_invalid() {
     let forged = stranger.sign(&SessionSecret::generate());
     assert_eq!(session_status(&server, &forged).await, invalid());
     // A well-signed token for a session that does not exist is invalid too.
-    let keys = wxauth::keys::key_file::KeyFile::load_or_create(
-        &server.dir.path().join("data").join("keys.json"),
-        0,
-    )
-    .unwrap();
+    let keys =
+        wxauth::keys::key_file::KeyFile::load(&server.dir.path().join("data").join("keys.json"))
+            .unwrap();
     let unknown = keys.keyring().unwrap().sign(&SessionSecret::generate());
     assert_eq!(session_status(&server, &unknown).await, invalid());
 }
@@ -141,11 +139,9 @@ async fn a_first_format_token_keeps_its_session() {
             [&secret.hash()[..]],
         )
         .unwrap();
-    let keys = wxauth::keys::key_file::KeyFile::load_or_create(
-        &server.dir.path().join("data").join("keys.json"),
-        0,
-    )
-    .unwrap();
+    let keys =
+        wxauth::keys::key_file::KeyFile::load(&server.dir.path().join("data").join("keys.json"))
+            .unwrap();
     let v1 = keys.keyring().unwrap().sign(&secret);
     assert!(v1.starts_with("v1."), "{v1}");
     let body: Value = server

@@ -1,10 +1,11 @@
-//! `wxauth keys`: list, rotate and retire the token signing keys.
+//! `wxauth keys`: list, rotate and retire the token signing keys, and start over with new
+//! keys when the key file is lost.
 
 use std::path::Path;
 
 use clap::{Args, Subcommand};
 
-use super::common::{DataDirArgs, RELOAD_NOTE};
+use super::common::{DataDirArgs, RELOAD_NOTE, print_json};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::ops::admin::{self, AdminError};
 
@@ -30,6 +31,16 @@ pub(super) enum KeysCommand {
     Retire {
         /// The key id, as `keys list` shows it.
         kid: String,
+    },
+    /// Replace a lost key file with new keys: ends every session and drops the stored
+    /// session_keys and access tokens. Stop the server first.
+    Reset {
+        /// Do it; without this, only say what it would do
+        #[arg(long)]
+        yes: bool,
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -73,6 +84,36 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
         KeysCommand::Retire { kid } => {
             admin::retire_key(dir, &kid, now)?;
             eprintln!("key {kid} is retired: its tokens no longer work; {RELOAD_NOTE}");
+        }
+        KeysCommand::Reset { yes, json } => {
+            let reset = admin::reset_keys(dir, now, yes)?;
+            let d = reset.dropped;
+            if json {
+                print_json(&reset);
+            }
+            if !yes {
+                eprintln!(
+                    "keys reset would make new keys in {}, end {} session(s) (every user \
+                     logs in again), and drop {} stored session_key(s) and {} access \
+                     token(s). The old keys would never work again.",
+                    reset.key_file.display(),
+                    d.sessions,
+                    d.session_keys,
+                    d.access_tokens
+                );
+                return Err(AdminError::Refused(
+                    "nothing was changed; run `wxauth keys reset --yes` to do it".into(),
+                ));
+            }
+            eprintln!(
+                "WARNING: {} now holds new keys (active {}): {} session(s) ended (every \
+                 user logs in again), {} stored session_key(s) and {} access token(s) dropped.",
+                reset.key_file.display(),
+                reset.active.as_deref().unwrap_or_default(),
+                d.sessions,
+                d.session_keys,
+                d.access_tokens
+            );
         }
     }
     Ok(())

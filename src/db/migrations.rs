@@ -46,6 +46,7 @@ const MIGRATIONS: &[Migration] = &[
     (2, v2_fewer_pages_per_login),
     (3, v3_login_codes_appended),
     (4, v4_session_key_on_the_user),
+    (5, v5_needed_keys),
 ];
 
 /// Version 2: a login writes fewer pages.
@@ -137,6 +138,23 @@ fn v4_session_key_on_the_user(conn: &Connection) -> Result<(), DbError> {
     )?;
     Ok(())
 }
+
+/// Version 5: the database records the keys of the key file it depends on (by id and
+/// fingerprint), so that a server started with a missing or foreign key file refuses
+/// to start instead of making new keys beside old sessions and sealed secrets. The table
+/// starts empty; the next start records the key file it finds.
+fn v5_needed_keys(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(NEEDED_KEYS_V5)?;
+    Ok(())
+}
+
+const NEEDED_KEYS_V5: &str = "CREATE TABLE needed_keys (
+    kind        TEXT    NOT NULL CHECK (kind = 'signing' OR kind = 'data'),
+    id          TEXT    NOT NULL,
+    fingerprint TEXT    NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;";
 
 /// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that
 /// leave every stored row valid and its encoding unchanged, such as an equivalent CHECK
@@ -326,6 +344,70 @@ mod tests {
             )
             .unwrap();
         assert!(kept.contains("WITHOUT ROWID"), "{kept}");
+    }
+
+    /// A database as version 4 left it, from version 1's through the steps to 4, with a
+    /// user holding a sealed session_key, a session and an app's access_token.
+    fn version_4() -> Connection {
+        let conn = version_1(SCHEMA_V1);
+        for (reached, run) in MIGRATIONS.iter().filter(|(reached, _)| *reached <= 4) {
+            run(&conn).unwrap();
+            conn.pragma_update(None, "user_version", reached).unwrap();
+        }
+        conn.execute_batch("INSERT INTO access_tokens VALUES ('wx1', x'a7', 100, 1, 0, 0);")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn version_4_keeps_its_rows_and_records_no_keys_yet() {
+        let mut conn = version_4();
+        assert_eq!(version(&conn), 4);
+        let rows = |conn: &Connection| -> Vec<String> {
+            conn.prepare(
+                "SELECT concat_ws('|', public_id, hex(session_key)) FROM users \
+                 UNION ALL SELECT concat_ws('|', public_id, user_id, expires_at) FROM sessions \
+                 UNION ALL SELECT concat_ws('|', appid, hex(sealed), fresh_until) FROM access_tokens",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let before = rows(&conn);
+        assert_eq!(before.len(), 4, "{before:?}");
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        assert_eq!(rows(&conn), before);
+        let recorded: i64 = conn
+            .query_row("SELECT count(*) FROM needed_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(recorded, 0, "the next start records the key file it finds");
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        for (sql, allowed) in [
+            (
+                "INSERT INTO needed_keys VALUES ('signing', 'a1b2c3d4', 'ff', 1)",
+                true,
+            ),
+            (
+                "INSERT INTO needed_keys VALUES ('signing', 'a1b2c3d4', 'ee', 1)",
+                false,
+            ),
+            (
+                "INSERT INTO needed_keys VALUES ('data', 'a1b2c3d4', 'ee', 1)",
+                true,
+            ),
+            (
+                "INSERT INTO needed_keys VALUES ('secret', 'x', 'ee', 1)",
+                false,
+            ),
+        ] {
+            assert_eq!(conn.execute(sql, []).is_ok(), allowed, "{sql}");
+        }
     }
 
     /// Everything SQLite knows of a schema's shape, comments and spelling aside: each

@@ -7,6 +7,7 @@ mod checkpointer;
 mod connection;
 mod error;
 mod migrations;
+pub mod needed_keys;
 pub mod queries;
 mod queue;
 mod readers;

@@ -1,18 +1,21 @@
 //! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys and
-//! the data key that seals secrets stored in the database. Generated on first start and
-//! kept apart from the database, so that a copy of the database alone can neither mint
-//! tokens nor read a session_key.
+//! the data key that seals secrets stored in the database. Generated on the first start
+//! of an empty database and kept apart from it, so that a copy of the database alone can
+//! neither mint tokens nor read a session_key. The database records each key's print
+//! ([`KeyPrint`]: its id and a fingerprint, never the key), so that a server started with
+//! a key file that lacks them can refuse to start.
 
 use std::io;
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::datadir;
-use crate::keys::crypto::{DATA_KEY_LEN, DataKeys};
+use crate::keys::crypto::{DATA_KEY_LEN, DataKeys, hex};
 use crate::keys::random;
 use crate::keys::token::{Keyring, is_valid_kid};
 
@@ -23,6 +26,64 @@ pub enum KeyFileError {
     Io { path: String, source: io::Error },
     #[error("the key file {path} is damaged: {message}")]
     Damaged { path: String, message: String },
+}
+
+/// Which part of the key file a [`KeyPrint`] is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// A token-signing key.
+    Signing,
+    /// The data key that seals secrets in the database.
+    Data,
+}
+
+impl KeyKind {
+    /// The kind as one word, as the database stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Signing => "signing",
+            KeyKind::Data => "data",
+        }
+    }
+
+    /// The kind the database's word names.
+    pub fn parse(text: &str) -> Option<KeyKind> {
+        match text {
+            "signing" => Some(KeyKind::Signing),
+            "data" => Some(KeyKind::Data),
+            _ => None,
+        }
+    }
+}
+
+/// What identifies one key of a key file without revealing it: its id (a signing key's
+/// kid; the data key's fingerprint's first 16 characters) and its fingerprint, an
+/// HMAC-SHA256 keyed by the key over a fixed text, hex. Two files hold the same key
+/// exactly when they hold the same print.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KeyPrint {
+    pub kind: KeyKind,
+    pub id: String,
+    pub fingerprint: String,
+}
+
+impl std::fmt::Display for KeyPrint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            KeyKind::Signing => write!(f, "signing key {}", self.id),
+            KeyKind::Data => write!(f, "data key {}", self.id),
+        }
+    }
+}
+
+/// The fingerprint of a key: HMAC-SHA256 under it over a text no other use signs.
+fn fingerprint(key: &[u8]) -> String {
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        b"wxauth/key-fingerprint/v1",
+    );
+    hex(tag.as_ref())
 }
 
 /// One signing key as stored.
@@ -84,22 +145,80 @@ impl KeyFile {
         }
     }
 
-    /// Reads the key file at `path`, creating it when it does not exist and adding a
-    /// data key to a file that has none.
-    pub fn load_or_create(path: &Path, now: UnixTime) -> Result<KeyFile, KeyFileError> {
+    /// Reads the key file at `path`; `Ok(None)` when there is none.
+    pub fn load_if_present(path: &Path) -> Result<Option<KeyFile>, KeyFileError> {
         match KeyFile::load(path) {
             Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                let file = KeyFile::generate(now);
-                file.save(path)?;
-                Ok(file)
+                Ok(None)
             }
-            Ok(mut file) if file.data_key.is_none() => {
-                file.data_key = Some(new_data_key());
-                file.save(path)?;
-                Ok(file)
-            }
-            other => other,
+            other => other.map(Some),
         }
+    }
+
+    /// Gives a file written before data keys existed a fresh one; returns whether it
+    /// had none. Only for a database that depends on no data key yet.
+    pub fn add_missing_data_key(&mut self) -> bool {
+        if self.data_key.is_some() {
+            return false;
+        }
+        self.data_key = Some(new_data_key());
+        true
+    }
+
+    /// The prints of the keys a database depends on while this file is its key file:
+    /// every signing key not retired (tokens signed with it are accepted) and the data
+    /// key, if there is one.
+    pub fn prints(&self) -> Vec<KeyPrint> {
+        let mut prints = self.prints_of_all();
+        prints.retain(|p| {
+            p.kind == KeyKind::Data
+                || self
+                    .keys
+                    .iter()
+                    .any(|k| k.kid == p.id && k.retired_at.is_none())
+        });
+        prints
+    }
+
+    /// The prints of every key in the file, retired ones included.
+    fn prints_of_all(&self) -> Vec<KeyPrint> {
+        let mut prints: Vec<KeyPrint> = self
+            .keys
+            .iter()
+            .filter_map(|k| {
+                let secret = STANDARD.decode(&k.secret).ok()?;
+                Some(KeyPrint {
+                    kind: KeyKind::Signing,
+                    id: k.kid.clone(),
+                    fingerprint: fingerprint(&secret),
+                })
+            })
+            .collect();
+        if let Some(secret) = self
+            .data_key
+            .as_deref()
+            .and_then(|t| STANDARD.decode(t).ok())
+        {
+            let fingerprint = fingerprint(&secret);
+            prints.push(KeyPrint {
+                kind: KeyKind::Data,
+                id: fingerprint[..16].to_owned(),
+                fingerprint,
+            });
+        }
+        prints.sort();
+        prints
+    }
+
+    /// Those of `needed` this file does not hold. A signing key the file holds but has
+    /// retired counts as held: its tokens are refused either way.
+    pub fn lacks(&self, needed: &[KeyPrint]) -> Vec<KeyPrint> {
+        let held = self.prints_of_all();
+        needed
+            .iter()
+            .filter(|p| !held.contains(p))
+            .cloned()
+            .collect()
     }
 
     /// The keys that seal secrets in the database.
@@ -223,16 +342,19 @@ mod tests {
     use crate::keys::token::SessionSecret;
 
     #[test]
-    fn first_start_creates_a_private_key_file_that_reloads() {
+    fn a_saved_key_file_is_private_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        let first = KeyFile::load_or_create(&path, 1000).unwrap();
+        assert!(KeyFile::load_if_present(&path).unwrap().is_none());
+        let first = KeyFile::generate(1000);
+        first.save(&path).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let again = KeyFile::load_or_create(&path, 2000).unwrap();
+        let again = KeyFile::load_if_present(&path).unwrap().unwrap();
         assert_eq!(first.active, again.active);
+        assert_eq!(first.prints(), again.prints());
         let token = first.keyring().unwrap().sign(&SessionSecret::generate());
         assert!(again.keyring().unwrap().verify(&token).is_ok());
     }
@@ -270,14 +392,14 @@ mod tests {
         old.data_key = None;
         old.save(&path).unwrap();
         assert!(KeyFile::load(&path).unwrap().data_keys().is_err());
-        let upgraded = KeyFile::load_or_create(&path, 5).unwrap();
+        let mut upgraded = KeyFile::load(&path).unwrap();
+        assert!(upgraded.add_missing_data_key());
+        assert!(!upgraded.add_missing_data_key());
+        upgraded.save(&path).unwrap();
         assert_eq!(upgraded.active, old.active);
         let keys = upgraded.data_keys().unwrap();
         let sealed = keys.seal(crate::keys::crypto::Purpose::SessionKey, b"u", b"k");
-        let again = KeyFile::load_or_create(&path, 6)
-            .unwrap()
-            .data_keys()
-            .unwrap();
+        let again = KeyFile::load(&path).unwrap().data_keys().unwrap();
         assert_eq!(
             again.open(crate::keys::crypto::Purpose::SessionKey, b"u", &sealed),
             Some(b"k".to_vec())
@@ -292,7 +414,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         std::fs::write(&path, "{not json").unwrap();
-        let err = KeyFile::load_or_create(&path, 0).unwrap_err();
+        let err = KeyFile::load_if_present(&path).unwrap_err();
         assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn prints_name_keys_without_revealing_them() {
+        let mut file = KeyFile::generate(0);
+        let first = file.active.clone();
+        let prints = file.prints();
+        assert_eq!(prints.len(), 2);
+        assert_eq!(prints[0].kind, KeyKind::Signing);
+        assert_eq!(prints[0].id, first);
+        assert_eq!(prints[1].kind, KeyKind::Data);
+        let json = serde_json::to_string(&file).unwrap();
+        for p in &prints {
+            assert_eq!(p.fingerprint.len(), 64);
+            assert!(!json.contains(&p.fingerprint));
+        }
+        assert!(file.lacks(&prints).is_empty());
+
+        // A rotated file still holds what the database needed; retiring leaves the key
+        // out of what it needs from then on, yet still held.
+        file.rotate(1);
+        assert!(file.lacks(&prints).is_empty());
+        assert_eq!(file.prints().len(), 3);
+        file.retire(&first, 2).unwrap();
+        assert_eq!(file.prints().len(), 2);
+        assert!(file.lacks(&prints).is_empty());
+
+        // Another file lacks all of them, even with the same kid.
+        let mut other = KeyFile::generate(0);
+        other.keys[0].kid = first.clone();
+        other.active = first;
+        assert_eq!(other.lacks(&prints), prints);
     }
 }

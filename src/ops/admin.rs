@@ -11,8 +11,10 @@ use crate::clock::{UnixTime, parse_rfc3339, rfc3339};
 use crate::config::DurationSetting;
 use crate::datadir;
 use crate::db::DbError;
+use crate::db::needed_keys::{self, Dependents};
 use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
 use crate::keys::key_file::{KeyFile, KeyFileError};
+use crate::ops::key_guard;
 
 /// The ban end used when none is given: the last second of year 9999.
 pub const FOREVER: UnixTime = crate::clock::MAX_TIME;
@@ -307,20 +309,123 @@ pub fn list_keys(data_dir: &Path) -> Result<KeyFile, AdminError> {
     Ok(key_file(data_dir)?.1)
 }
 
+/// The database of `data_dir` as one more connection, if there is one, after checking
+/// that `file` holds every key it needs: a change to a key file that is not the
+/// database's would make it seem to be.
+fn database_of(data_dir: &Path, file: &KeyFile) -> Result<Option<Connection>, AdminError> {
+    if !data_dir.join(datadir::DATABASE_FILE).exists() {
+        return Ok(None);
+    }
+    let conn = crate::db::open_existing(data_dir)?;
+    let recorded = key_guard::recorded(&conn)?;
+    if let key_guard::Verdict::Lacking(lacking) = key_guard::judge(&recorded, Some(file)) {
+        return Err(AdminError::Refused(format!(
+            "the key file in {} is not this database's: it lacks {}; bring back the \
+             keys.json that belongs with it, or run `wxauth keys reset --yes`",
+            data_dir.display(),
+            key_guard::list(&lacking)
+        )));
+    }
+    Ok(Some(conn))
+}
+
+/// Saves `file` as the key file of `data_dir`, then records what it holds in `db`.
+fn save_and_record(
+    path: &Path,
+    file: &KeyFile,
+    db: Option<Connection>,
+    now: UnixTime,
+) -> Result<(), AdminError> {
+    // The file first: should recording fail, the database needs no key the file lacks,
+    // and the next start records the file.
+    file.save(path)?;
+    if let Some(conn) = db {
+        let tx = conn.unchecked_transaction().map_err(DbError::from)?;
+        needed_keys::record(&tx, &file.prints(), now)?;
+        tx.commit().map_err(DbError::from)?;
+    }
+    Ok(())
+}
+
 /// Makes a new signing key active; returns its kid.
 pub fn rotate_key(data_dir: &Path, now: UnixTime) -> Result<String, AdminError> {
     let (path, mut file) = key_file(data_dir)?;
+    let db = database_of(data_dir, &file)?;
     let kid = file.rotate(now).kid.clone();
-    file.save(&path)?;
+    save_and_record(&path, &file, db, now)?;
     Ok(kid)
 }
 
-/// Retires a signing key: every token signed with it stops working.
+/// Retires a signing key: every token signed with it stops working, and the database no
+/// longer needs it.
 pub fn retire_key(data_dir: &Path, kid: &str, now: UnixTime) -> Result<(), AdminError> {
     let (path, mut file) = key_file(data_dir)?;
+    let db = database_of(data_dir, &file)?;
     file.retire(kid, now).map_err(AdminError::Refused)?;
-    file.save(&path)?;
-    Ok(())
+    save_and_record(&path, &file, db, now)
+}
+
+/// What `keys reset` did, or would do.
+#[derive(Debug, Serialize)]
+pub struct KeysReset {
+    /// The key file that is (or would be) replaced.
+    pub key_file: PathBuf,
+    /// The rows that stopped (or would stop) working.
+    pub dropped: Dependents,
+    /// The new active signing key; `None` when nothing was done.
+    pub active: Option<String>,
+}
+
+/// Replaces the key file of `data_dir` with new keys, ends every session, drops the
+/// sealed session_keys and access tokens and records the new keys; only when `confirmed`,
+/// and otherwise says what it would drop. Refuses while a server holds the data directory.
+pub fn reset_keys(
+    data_dir: &Path,
+    now: UnixTime,
+    confirmed: bool,
+) -> Result<KeysReset, AdminError> {
+    let db_path = data_dir.join(datadir::DATABASE_FILE);
+    if !db_path.exists() {
+        return Err(AdminError::Refused(format!(
+            "no wxauth database in {}; `wxauth serve` makes keys for a new one",
+            data_dir.display()
+        )));
+    }
+    // Held to the end: no server may start between the new keys and the dropped rows.
+    let _lock = datadir::try_lock(data_dir)
+        .map_err(|source| DbError::File {
+            path: data_dir.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| {
+            AdminError::Refused(format!(
+                "a wxauth server is running on {}; stop it before resetting the keys",
+                data_dir.display()
+            ))
+        })?;
+    let mut conn = crate::db::open_connection(&db_path, false)?;
+    crate::db::migrate(&mut conn)?;
+    let key_file = data_dir.join(datadir::KEYS_FILE);
+    if !confirmed {
+        return Ok(KeysReset {
+            key_file,
+            dropped: needed_keys::dependents(&conn)?,
+            active: None,
+        });
+    }
+    let file = KeyFile::generate(now);
+    let tx = conn.transaction().map_err(DbError::from)?;
+    let dropped = needed_keys::drop_dependents(&tx, now)?;
+    needed_keys::record(&tx, &file.prints(), now)?;
+    tx.commit().map_err(DbError::from)?;
+    // After the commit: until the file is saved a start refuses, and `keys reset` can be
+    // run again.
+    file.save(&key_file)?;
+    Ok(KeysReset {
+        key_file,
+        dropped,
+        active: Some(file.active.clone()),
+    })
 }
 
 #[cfg(test)]

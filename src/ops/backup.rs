@@ -337,6 +337,17 @@ fn inspect(conn: &Connection, file: &Path) -> Result<(Summary, Vec<u8>), BackupE
     key_file
         .keyring()
         .map_err(|e| bad(format!("its signing keys are unusable: {e}")))?;
+    // Restored, the two must start together: the keys must be those the database needs.
+    if schema_version >= 5 {
+        let needed = crate::db::needed_keys::needed(conn).map_err(|e| bad(e.to_string()))?;
+        let lacking = key_file.lacks(&needed);
+        if !lacking.is_empty() {
+            return Err(bad(format!(
+                "its keys are not its database's: they lack {}",
+                crate::ops::key_guard::list(&lacking)
+            )));
+        }
+    }
     let count = |table: &str| -> Result<i64, BackupError> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .map_err(sqlite)
@@ -610,7 +621,9 @@ mod tests {
             [],
         )
         .unwrap();
-        KeyFile::load_or_create(&dir.path().join(KEYS_FILE), 0).unwrap();
+        KeyFile::generate(0)
+            .save(&dir.path().join(KEYS_FILE))
+            .unwrap();
         dir
     }
 
@@ -694,6 +707,29 @@ mod tests {
             .filter(|n| n.starts_with('.') || n.starts_with("pre-restore"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_backup_whose_keys_are_not_its_databases_is_refused() {
+        let source = data_dir();
+        let keys = KeyFile::load(&source.path().join(KEYS_FILE)).unwrap();
+        let conn = Connection::open(source.path().join(DATABASE_FILE)).unwrap();
+        db::needed_keys::record(&conn, &keys.prints(), 0).unwrap();
+        drop(conn);
+        KeyFile::generate(0)
+            .save(&source.path().join(KEYS_FILE))
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("b.wxbak");
+        let err = create(source.path(), &file, 0, None).unwrap_err();
+        assert!(
+            err.to_string().contains("its keys are not its database's"),
+            "{err}"
+        );
+        assert!(!file.exists());
+
+        keys.save(&source.path().join(KEYS_FILE)).unwrap();
+        create(source.path(), &file, 0, None).unwrap();
     }
 
     #[test]

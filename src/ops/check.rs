@@ -1,7 +1,7 @@
 //! Checking a deployment from the outside: `wxauth check` looks at a resolved
 //! configuration and its data directory without binding or serving (and, when asked,
-//! whether WeChat accepts each app's credentials); `wxauth healthcheck` asks a running
-//! server whether it is ready.
+//! whether WeChat accepts each app's credentials, or whether SQLite finds the database
+//! intact); `wxauth healthcheck` asks a running server whether it is ready.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, Config};
 use crate::datadir;
-use crate::db::{self, SCHEMA_VERSION};
+use crate::db::{self, SCHEMA_VERSION, needed_keys};
 use crate::keys::key_file::KeyFile;
+use crate::ops::key_guard;
 
 /// How a single check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +47,9 @@ pub struct Finding {
     pub status: Status,
     /// A sentence an operator can act on.
     pub detail: String,
+    /// What a deep check found wrong, one line each, as SQLite words it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl Finding {
@@ -54,6 +58,7 @@ impl Finding {
             subject: subject.into(),
             status,
             detail: detail.into(),
+            problems: Vec::new(),
         }
     }
 }
@@ -113,20 +118,172 @@ fn data_dir(dir: &Path) -> Vec<Finding> {
         )
     });
     findings.push(database(dir));
-    let keys = dir.join(datadir::KEYS_FILE);
-    findings.push(if !keys.exists() {
-        Finding::new("signing keys", Status::Ok, "none yet; serve creates them")
-    } else {
-        match KeyFile::load(&keys) {
-            Ok(file) => Finding::new(
-                "signing keys",
-                Status::Ok,
-                format!("{} key(s), active {}", file.keys.len(), file.active),
-            ),
-            Err(e) => Finding::new("signing keys", Status::Fail, e.to_string()),
-        }
-    });
+    findings.push(key_file(dir));
     findings
+}
+
+/// Whether `serve` would accept the key file: one that holds every key the database
+/// needs, or none at all for an empty database.
+fn key_file(dir: &Path) -> Finding {
+    let subject = "key file";
+    let path = dir.join(datadir::KEYS_FILE);
+    let file = match KeyFile::load_if_present(&path) {
+        Ok(file) => file,
+        Err(e) => return Finding::new(subject, Status::Fail, e.to_string()),
+    };
+    let db_path = dir.join(datadir::DATABASE_FILE);
+    let recorded = if db_path.exists() {
+        let read = db::open_connection(&db_path, true).and_then(|c| {
+            let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Ok(None);
+            }
+            // Before version 5 nothing is recorded: serve records the file it finds.
+            Ok(Some(key_guard::Recorded {
+                needed: if version >= 5 {
+                    needed_keys::needed(&c)?
+                } else {
+                    Vec::new()
+                },
+                empty: version == 0 || needed_keys::is_empty(&c)?,
+            }))
+        });
+        match read {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => {
+                return Finding::new(
+                    subject,
+                    Status::Warn,
+                    "not checked: the database is newer than this wxauth",
+                );
+            }
+            Err(e) => return Finding::new(subject, Status::Fail, e.to_string()),
+        }
+    } else {
+        key_guard::Recorded {
+            needed: Vec::new(),
+            empty: true,
+        }
+    };
+    let fix = "bring back the keys.json that belongs with this database, \
+               or run `wxauth keys reset --yes` (ends every session)";
+    match (key_guard::judge(&recorded, file.as_ref()), file) {
+        (key_guard::Verdict::Use, Some(file)) => Finding::new(
+            subject,
+            Status::Ok,
+            format!(
+                "{} signing key(s), active {}; holds every key the database needs",
+                file.keys.len(),
+                file.active
+            ),
+        ),
+        (key_guard::Verdict::Missing, _) => Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{} is missing and the database depends on its keys: {fix}",
+                path.display()
+            ),
+        ),
+        (key_guard::Verdict::Lacking(lacking), _) => Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{} is not this database's: it lacks {}; {fix}",
+                path.display(),
+                key_guard::list(&lacking)
+            ),
+        ),
+        (key_guard::Verdict::Create | key_guard::Verdict::Use, _) => {
+            Finding::new(subject, Status::Ok, "none yet; serve creates it")
+        }
+    }
+}
+
+/// The most problems of one kind a deep check lists.
+const MAX_PROBLEMS: usize = 100;
+
+/// SQLite's own checks of the database: `PRAGMA integrity_check` (pages, records,
+/// indexes) and `PRAGMA foreign_key_check`, on a read-only connection, so that it can
+/// run beside a serving server.
+pub fn deep(dir: &Path) -> Vec<Finding> {
+    let path = dir.join(datadir::DATABASE_FILE);
+    if !path.exists() {
+        return vec![Finding::new(
+            "integrity",
+            Status::Ok,
+            "no database yet; nothing to check",
+        )];
+    }
+    let conn = match db::open_connection(&path, true) {
+        Ok(conn) => conn,
+        Err(e) => return vec![Finding::new("integrity", Status::Fail, e.to_string())],
+    };
+    let rows = |sql: &str, row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<String>| {
+        conn.prepare(sql).and_then(|mut stmt| {
+            stmt.query_map([], row)?
+                .take(MAX_PROBLEMS)
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+    };
+    let integrity = match rows(&format!("PRAGMA integrity_check({MAX_PROBLEMS})"), |r| {
+        r.get(0)
+    }) {
+        Ok(found) if found == ["ok"] => Finding::new(
+            "integrity",
+            Status::Ok,
+            "SQLite's integrity check found no problem",
+        ),
+        Ok(found) => problems("integrity", "SQLite's integrity check", found),
+        Err(e) => problems(
+            "integrity",
+            "SQLite's integrity check",
+            vec![format!("the check could not run: {e}")],
+        ),
+    };
+    let foreign = match rows("PRAGMA foreign_key_check", |r| {
+        Ok(format!(
+            "{} row {} refers to a missing row of {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?
+                .map_or("(without rowid)".to_owned(), |id| id.to_string()),
+            r.get::<_, String>(2)?
+        ))
+    }) {
+        Ok(found) if found.is_empty() => Finding::new(
+            "foreign keys",
+            Status::Ok,
+            "every reference points at an existing row",
+        ),
+        Ok(found) => problems("foreign keys", "SQLite's foreign key check", found),
+        Err(e) => problems(
+            "foreign keys",
+            "SQLite's foreign key check",
+            vec![format!("the check could not run: {e}")],
+        ),
+    };
+    vec![integrity, foreign]
+}
+
+/// A failed deep check and what it found.
+fn problems(subject: &str, check: &str, found: Vec<String>) -> Finding {
+    let first = found.first().cloned().unwrap_or_default();
+    let count = if found.len() >= MAX_PROBLEMS {
+        format!("{MAX_PROBLEMS} or more problems")
+    } else {
+        format!("{} problem(s)", found.len())
+    };
+    Finding {
+        problems: found,
+        ..Finding::new(
+            subject,
+            Status::Fail,
+            format!(
+                "{check} found {count}, the first: {first}; copy the data directory aside, \
+                 then restore the latest good backup (`wxauth restore`)"
+            ),
+        )
+    }
 }
 
 /// Whether this build can open the database: its schema must not be newer.

@@ -1,8 +1,9 @@
-//! Operations: the admin commands' work, backups, `wxauth check`, the periodic
-//! maintenance, and metrics.
+//! Operations: the admin commands' work, backups, `wxauth check`, keeping the key file
+//! and the database together, the periodic maintenance, and metrics.
 
 pub mod admin;
 pub mod backup;
 pub mod check;
+pub mod key_guard;
 pub mod maintenance;
 pub mod metrics;
