@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wxauth::datadir::{DATABASE_FILE, KEYS_FILE, ensure_private_dir};
-use wxauth::db::{migrate, open_connection};
+use wxauth::db::{migrate, needed_keys, open_connection};
 use wxauth::keys::key_file::KeyFile;
 use wxauth_bench::seed;
 
@@ -73,7 +73,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     ensure_private_dir(&args.data_dir)?;
-    let keyring = KeyFile::load_or_create(&args.data_dir.join(KEYS_FILE), now)?.keyring()?;
+    let keys_path = args.data_dir.join(KEYS_FILE);
+    let keys = match KeyFile::load_if_present(&keys_path)? {
+        Some(keys) => keys,
+        None => {
+            let keys = KeyFile::generate(now);
+            keys.save(&keys_path)?;
+            keys
+        }
+    };
+    let keyring = keys.keyring()?;
 
     let db_path = args.data_dir.join(DATABASE_FILE);
     {
@@ -86,6 +95,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut conn = open_connection(&db_path, false)?;
     migrate(&mut conn)?;
+    // The server refuses a populated database that does not name its key file.
+    needed_keys::record(&conn, &keys.prints(), now)?;
     // A fixture that can be rebuilt needs no fsync per batch, and a large cache keeps
     // the random index inserts in memory.
     conn.pragma_update(None, "synchronous", "OFF")?;
