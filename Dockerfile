@@ -1,34 +1,34 @@
 # syntax=docker/dockerfile:1
 #
-# wxauth in a container: build the release binary on Debian bookworm, run it on
-# bookworm-slim as an unprivileged user with its data in the /data volume.
+# wxauth in a container: the release binary that dist/build makes, the very file in the
+# release archive, on Debian bookworm-slim, run as an unprivileged user with its data in
+# the /data volume.
 #
+#   dist/build
 #   docker build -t wxauth .
 #   docker run --rm -p 8080:8080 wxauth serve --dev
 #
-# docs/operations.md (Docker) shows a production run with a volume and a secret file.
+# The binary needs glibc 2.17 or newer, so any glibc-based image can carry it: BASE picks
+# another (`--build-arg BASE=...`). dist/test-image builds and runs this image with
+# podman, on a Debian bullseye base made locally. docs/operations.md (Docker) shows a
+# production run with a volume and a secret file.
 
-FROM rust:1-slim-bookworm AS builder
-WORKDIR /build
-COPY . .
-# The cache mounts keep downloaded crates and compiled dependencies between builds;
-# the binary is copied out because the target directory is not part of the layer.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/build/target \
-    cargo build --release --locked \
- && cp target/release/wxauth /usr/local/bin/wxauth
-
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-RUN groupadd --system --gid 10001 wxauth \
+ARG BASE=debian:bookworm-slim
+FROM ${BASE}
+# bookworm-slim has no CA certificates (WeChat's API is HTTPS); a base that has them
+# already skips the download.
+RUN if [ ! -e /etc/ssl/certs/ca-certificates.crt ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && groupadd --system --gid 10001 wxauth \
  && useradd --system --uid 10001 --gid wxauth --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin wxauth \
  && mkdir -p /data \
  && chown wxauth:wxauth /data \
  && chmod 0700 /data
-COPY --from=builder /usr/local/bin/wxauth /usr/local/bin/wxauth
+COPY dist/out/wxauth /usr/local/bin/wxauth
 ENV WXAUTH_DATA_DIR=/data \
     WXAUTH_LISTEN=0.0.0.0:8080
 VOLUME /data

@@ -101,6 +101,34 @@ fn help_is_available() {
     assert_eq!(code, 2);
 }
 
+#[test]
+fn version_names_the_commit_and_build_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = wxauth(dir.path()).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let line = String::from_utf8(output.stdout).unwrap();
+    // wxauth 0.1.0 (0123456789ab 2026-12-05): from a checkout, or `unknown` for both.
+    let rest = line
+        .trim_end()
+        .strip_prefix(concat!("wxauth ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, date) = rest.split_once(' ').unwrap();
+    assert!(
+        commit == "unknown" || commit.len() >= 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+    let is_date = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    assert!(date == "unknown" || is_date, "{line}");
+}
+
 /// A started `wxauth`, killed should the test end before it stopped it.
 struct Started(Child);
 

@@ -272,6 +272,8 @@ async fn health_and_readiness() {
     let health: Value = server.get("/healthz", None).await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["mode"], "production");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["commit"].is_string());
     let response = server.get("/readyz", None).await;
     assert_eq!(response.status(), 200);
     for path in ["/healthz", "/readyz"] {

@@ -28,9 +28,20 @@ use service_keys::{ServiceKeysArgs, service_keys_command};
 use sessions::{SessionsArgs, sessions};
 use users::{UsersArgs, users};
 
+/// What `wxauth --version` prints after the name: the package version, then the commit
+/// and the build date that build.rs found.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WXAUTH_GIT_COMMIT"),
+    " ",
+    env!("WXAUTH_BUILD_DATE"),
+    ")"
+);
+
 /// wxauth: login and sessions for WeChat Mini Programs, on one SQLite file.
 #[derive(Debug, Parser)]
-#[command(name = "wxauth", version, about, long_about = None)]
+#[command(name = "wxauth", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

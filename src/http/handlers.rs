@@ -23,11 +23,17 @@ pub fn healthz(state: &AppState) -> Response {
         json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("WXAUTH_GIT_COMMIT"),
             "mode": "dev",
             "warning": "DEV MODE: logins go to a built-in fake WeChat; never use this in production",
         })
     } else {
-        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "mode": "production"})
+        json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("WXAUTH_GIT_COMMIT"),
+            "mode": "production",
+        })
     };
     json(&body)
 }
