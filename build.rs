@@ -28,10 +28,10 @@ fn main() {
         });
     let date = epoch.map_or_else(|| "unknown".to_owned(), date_of);
     println!(
-        "cargo:rustc-env=WXAUTH_GIT_COMMIT={}",
+        "cargo:rustc-env=BUILD_GIT_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")
     );
-    println!("cargo:rustc-env=WXAUTH_BUILD_DATE={date}");
+    println!("cargo:rustc-env=BUILD_DATE={date}");
 }
 
 /// Git's answer, only when `dir` is the top of a checkout: a source tree unpacked inside

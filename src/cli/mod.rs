@@ -33,9 +33,9 @@ use users::{UsersArgs, users};
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",
-    env!("WXAUTH_GIT_COMMIT"),
+    env!("BUILD_GIT_COMMIT"),
     " ",
-    env!("WXAUTH_BUILD_DATE"),
+    env!("BUILD_DATE"),
     ")"
 );
 

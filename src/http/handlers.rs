@@ -23,7 +23,7 @@ pub fn healthz(state: &AppState) -> Response {
         json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "commit": env!("WXAUTH_GIT_COMMIT"),
+            "commit": env!("BUILD_GIT_COMMIT"),
             "mode": "dev",
             "warning": "DEV MODE: logins go to a built-in fake WeChat; never use this in production",
         })
@@ -31,7 +31,7 @@ pub fn healthz(state: &AppState) -> Response {
         json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "commit": env!("WXAUTH_GIT_COMMIT"),
+            "commit": env!("BUILD_GIT_COMMIT"),
             "mode": "production",
         })
     };
