@@ -27,6 +27,7 @@ pub use connection::{open_connection, open_existing};
 pub use error::DbError;
 pub use migrations::{SCHEMA_VERSION, migrate};
 use readers::Readers;
+use writer::Hooks;
 pub use writer::{BatchObserver, Writer};
 
 /// The most memory the writer's page cache may use, in KiB.
@@ -39,6 +40,9 @@ pub use writer::{BatchObserver, Writer};
 /// common. With 32 MiB the walk of some 8,000 pages took a sixth of the writer's time
 /// once the cache had filled.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
+
+/// How often [`Db::watch_writes`] tries a write while the storage refuses them.
+pub const WRITE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who copies the write-ahead log into the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +113,12 @@ impl Db {
         let changes = Arc::new(Changes::default());
         look(&conn, &changes)?;
         // The rows a transaction touched, gathered as it runs and published once it has
-        // committed. A batch that fails to commit leaves its rows for the next one, which
-        // is merely cautious.
+        // committed; forgotten when it is rolled back whole, as none of them changed.
+        // (The first run of a batch that is run again with savepoints leaves its rows for
+        // the second, which is merely cautious.)
         let touched = Arc::new(Mutex::new(Vec::new()));
         let gather = Arc::clone(&touched);
+        let forget = Arc::clone(&touched);
         conn.update_hook(Some(move |action, _: &str, table: &str, rowid| {
             if let Some(row) = ChangedRow::from_hook(action, table, rowid) {
                 gather.lock().expect("touched rows poisoned").push(row);
@@ -131,13 +137,18 @@ impl Db {
             changes,
             writer: Writer::start(
                 conn,
-                Box::new(move |size| {
-                    publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
-                    if let Some(checkpointer) = &after_commit {
-                        checkpointer.committed();
-                    }
-                    on_batch(size);
-                }),
+                Hooks {
+                    committed: Box::new(move |size| {
+                        publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
+                        if let Some(checkpointer) = &after_commit {
+                            checkpointer.committed();
+                        }
+                        on_batch(size);
+                    }),
+                    rolled_back: Box::new(move || {
+                        forget.lock().expect("touched rows poisoned").clear();
+                    }),
+                },
             ),
         }))
     }
@@ -165,6 +176,34 @@ impl Db {
                 && let Err(e) = self.look_for_other_commits().await
             {
                 tracing::warn!(error = %e, "cannot look for other processes' commits");
+            }
+        }
+    }
+
+    /// Whether writes commit: false from a write the storage refused (the disk is full,
+    /// an I/O error) until one commits again. Costs an atomic load.
+    pub fn takes_writes(&self) -> bool {
+        !self.writer.failing()
+    }
+
+    /// Tries a write that changes nothing but reaches the disk, to learn whether the
+    /// storage takes writes again; its success ends a failing episode as any write's
+    /// would.
+    pub async fn probe_writes(&self) -> Result<(), DbError> {
+        self.writer.probe().await
+    }
+
+    /// While writes fail, probes every [`WRITE_PROBE_INTERVAL`], so that readiness
+    /// returns once the storage does even when no request writes (a load balancer sends
+    /// none to a server that is not ready). Runs until aborted.
+    pub async fn watch_writes(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(WRITE_PROBE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if !self.takes_writes() {
+                // A failure is the episode's, already logged.
+                let _ = self.probe_writes().await;
             }
         }
     }
