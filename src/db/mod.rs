@@ -181,21 +181,27 @@ impl Db {
     }
 
     /// Whether writes commit: false from a write the storage refused (the disk is full,
-    /// an I/O error) until one commits again. Costs an atomic load.
+    /// an I/O error) until a probe ([`Db::probe_writes`]) succeeds. Costs an atomic load.
     pub fn takes_writes(&self) -> bool {
         !self.writer.failing()
     }
 
-    /// Tries a write that changes nothing but reaches the disk, to learn whether the
-    /// storage takes writes again; its success ends a failing episode as any write's
-    /// would.
+    /// Learns whether the storage takes writes again: first whether the file system
+    /// has [`PROBE_ROOM`] to spare, then with a commit that changes nothing but reaches
+    /// the disk. That commit's success, and only that, ends a failing episode.
     pub async fn probe_writes(&self) -> Result<(), DbError> {
+        let path = probe_path(&self.path);
+        tokio::task::spawn_blocking(move || probe_room(&path))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+            .map_err(|e| DbError::Unavailable(format!("no room to write: {e}")))?;
         self.writer.probe().await
     }
 
-    /// While writes fail, probes every [`WRITE_PROBE_INTERVAL`], so that readiness
-    /// returns once the storage does even when no request writes (a load balancer sends
-    /// none to a server that is not ready). Runs until aborted.
+    /// While writes fail, probes every [`WRITE_PROBE_INTERVAL`] (see
+    /// [`Db::probe_writes`]): only a probe ends the episode, and readiness returns once
+    /// the storage does, even when no request writes (a load balancer sends none to a
+    /// server that is not ready). Runs until aborted.
     pub async fn watch_writes(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(WRITE_PROBE_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -254,6 +260,41 @@ impl Db {
         }
         self.writer.stop().await;
     }
+}
+
+/// The room [`Db::probe_writes`] asks of the file system. A commit of one page is not
+/// proof enough: a failed commit leaves its partly written frames in the log, and the
+/// next commit overwrites them, so a page fits where no login does, and readiness
+/// would come back and go again with every probe. A mebibyte holds the log of a busy
+/// batch.
+pub const PROBE_ROOM: usize = 1 << 20;
+
+/// The file [`probe_room`] writes, beside the database as its log is.
+fn probe_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-probe");
+    PathBuf::from(name)
+}
+
+/// Writes and syncs [`PROBE_ROOM`] bytes to `path`, then removes it whatever happened.
+fn probe_room(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| {
+            file.write_all(&vec![0; PROBE_ROOM])?;
+            file.sync_data()
+        });
+    let removed = match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        removed => removed,
+    };
+    written.and(removed)
 }
 
 /// Reads the writer connection's `data_version`, outside any transaction, into `changes`.
@@ -368,6 +409,16 @@ mod tests {
             0,
             "the statement was prepared again for a new binding"
         );
+    }
+
+    #[test]
+    fn the_room_probe_leaves_nothing_behind_and_fails_where_it_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe_path(&dir.path().join("t.db"));
+        assert_eq!(probe, dir.path().join("t.db-probe"));
+        probe_room(&probe).unwrap();
+        assert!(!probe.exists());
+        assert!(probe_room(&dir.path().join("missing").join("t.db-probe")).is_err());
     }
 
     #[test]

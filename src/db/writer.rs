@@ -19,8 +19,11 @@
 //! When the storage refuses a batch (the disk is full, an I/O error), the whole batch is
 //! rolled back and every write in it answers [`DbError::Unavailable`]: nothing of it
 //! happened. The writer then counts itself failing, which readiness reports, until a
-//! batch that wrote something commits again; the episode is logged once as it starts
-//! and once as it ends, not once per write.
+//! probe (see [`Db::probe_writes`](super::Db::probe_writes)) commits. Writes that
+//! commit meanwhile are answered as usual but do not end the episode: on a nearly full
+//! disk a small commit fits where the next one does not, and readiness would come and
+//! go with each. The episode is logged once as it starts and once as it ends, not once
+//! per write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,8 +50,8 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> Ran;
     /// Tells the caller the outcome, once its batch has committed or failed to.
     fn answer(self: Box<Self>, batch: &Result<(), Failure>);
-    /// Whether committing this write proves the storage takes writes, although it
-    /// changes no row (the probe of [`Writer::probe`]).
+    /// Whether this is the probe of [`Writer::probe`], whose commit ends a failing
+    /// episode.
     fn proves_writes(&self) -> bool;
 }
 
@@ -161,8 +164,8 @@ type Msg = queue::Msg<Work>;
 pub struct Writer {
     queue: mpsc::Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// Set while the storage refuses writes: from a batch it refused until one that
-    /// wrote commits.
+    /// Set while the storage refuses writes: from a batch it refused until a probe
+    /// commits.
     failing: Arc<AtomicBool>,
 }
 
@@ -198,14 +201,13 @@ impl Writer {
         }
     }
 
-    /// Whether the storage refused the last batch that meant to write, and no write
-    /// has committed since.
+    /// Whether the storage refused a batch and no probe has committed since.
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
     }
 
     /// Commits a write of the smallest kind (the header page, unchanged): whether the
-    /// storage takes writes now. Its commit, like any other, ends a failing episode.
+    /// storage takes writes now. Its commit ends a failing episode.
     pub async fn probe(&self) -> Result<(), DbError> {
         self.queue_write(
             |c: &Connection| {
@@ -331,16 +333,13 @@ fn commit_batch(
     episode: &mut Option<Episode>,
 ) {
     let size = batch.len();
-    let changes_before = conn.total_changes();
     let ended = run_batch(conn, batch).and_then(|()| Ok(conn.execute_batch("COMMIT")?));
     tracing::trace!(size, committed = ended.is_ok(), "write batch");
     match &ended {
         Ok(()) => {
             (hooks.committed)(size);
-            // A commit that wrote nothing proves nothing about the storage.
             if episode.is_some()
-                && (conn.total_changes() > changes_before
-                    || batch.iter().any(|job| job.proves_writes()))
+                && batch.iter().any(|job| job.proves_writes())
                 && let Some(ended) = episode.take()
             {
                 failing.store(false, Ordering::Relaxed);
@@ -362,7 +361,7 @@ fn commit_batch(
                         tracing::error!(
                             error = %cause,
                             "the database cannot take writes (is the disk full?); writes \
-                             answer storage_unavailable until one commits again"
+                             answer storage_unavailable until there is room again"
                         );
                         *episode = Some(Episode {
                             since: Instant::now(),
@@ -618,9 +617,8 @@ mod tests {
         assert_eq!(rows(Arc::clone(&db)).await, 0);
         assert!(!db.takes_writes());
 
-        // A commit that writes nothing proves nothing.
         db.write(|c| limit_pages(c, Some(1_000_000))).await.unwrap();
-        assert!(!db.takes_writes());
+        assert!(!db.takes_writes(), "only a probe ends the episode");
         db.probe_writes().await.unwrap();
         assert!(db.takes_writes());
         db.write(|c| {
@@ -633,10 +631,10 @@ mod tests {
         db.close().await;
     }
 
-    /// Every write the storage refuses says so; the first one that changes rows and
-    /// commits ends the episode.
+    /// Every write the storage refuses says so. A write that commits meanwhile is
+    /// answered, but the episode lasts until a probe commits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_after_a_refused_one_clears_the_failure() {
+    async fn only_a_probe_ends_an_episode() {
         let (_dir, db) = counter_db();
         db.write(|c| {
             c.execute_batch("CREATE TABLE t (v BLOB)")?;
@@ -663,9 +661,11 @@ mod tests {
         .await
         .unwrap();
         assert!(
-            db.takes_writes(),
-            "a write that changed rows ends the episode"
+            !db.takes_writes(),
+            "one commit on a nearly full disk proves little"
         );
+        db.probe_writes().await.unwrap();
+        assert!(db.takes_writes());
         db.close().await;
     }
 

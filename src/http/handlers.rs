@@ -38,8 +38,8 @@ pub async fn readyz(state: &Arc<AppState>) -> Response {
         .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await;
     match ready {
-        // Set by the write that failed, cleared by the next that commits; while no
-        // request writes, the database probes (`Db::watch_writes`).
+        // Set by the write that failed, cleared once the database's own probe, once a
+        // second, finds room and commits (`Db::watch_writes`).
         Ok(_) if !state.db.takes_writes() => reply::with_status(
             json(&json!({
                 "status": "unavailable",
