@@ -92,7 +92,15 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        // The server's settings are the ones below and nothing inherited: wxauth refuses
+        // a WXAUTH_* name it does not know, and cargo hands the build's own to tests.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("WXAUTH_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--dev",
