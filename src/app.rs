@@ -116,6 +116,7 @@ pub struct App {
     serving: JoinHandle<()>,
     key_watch: JoinHandle<()>,
     other_commits: JoinHandle<()>,
+    write_probe: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     backups: Option<JoinHandle<()>>,
     metrics_server: Option<MetricsServer>,
@@ -271,6 +272,7 @@ impl App {
         });
         let key_watch = tokio::spawn(watch_keys(keys, dir.join(datadir::KEYS_FILE)));
         let other_commits = tokio::spawn(Arc::clone(&state.db).watch_other_commits());
+        let write_probe = tokio::spawn(Arc::clone(&state.db).watch_writes());
         let maintenance = tokio::spawn(crate::ops::maintenance::run(
             Arc::clone(&state.db),
             Arc::clone(&state.clock),
@@ -310,6 +312,7 @@ impl App {
             serving,
             key_watch,
             other_commits,
+            write_probe,
             maintenance,
             backups,
             metrics_server,
@@ -346,6 +349,7 @@ impl App {
         }
         self.key_watch.abort();
         self.other_commits.abort();
+        self.write_probe.abort();
         self.maintenance.abort();
         if let Some(backups) = &self.backups {
             backups.abort();

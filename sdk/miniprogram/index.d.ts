@@ -67,6 +67,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'upstream_error'
   | 'upstream_unavailable'
+  | 'storage_unavailable'
   | 'internal'
   /** No HTTP answer: wx.request or wx.uploadFile called `fail` (offline, timeout, DNS, TLS). */
   | 'network_error'

@@ -9,7 +9,7 @@
 // is, without the "ES6 to ES5" build step.
 
 const AUTH_CODES = ['invalid_token', 'token_expired', 'session_revoked'];
-const BUSY_CODES = ['rate_limited', 'upstream_unavailable'];
+const BUSY_CODES = ['rate_limited', 'upstream_unavailable', 'storage_unavailable'];
 const DEFAULT_STORAGE_KEY = 'wxauth';
 const DEFAULT_MAX_RETRY_DELAY = 30000;
 const STORAGE_VERSION = 1;

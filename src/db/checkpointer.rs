@@ -97,6 +97,9 @@ impl Drop for Checkpointer {
 
 fn run(conn: &Connection, signal: &(Mutex<Signal>, Condvar)) {
     let (lock, wake) = signal;
+    // Whether the last checkpoint failed: a full disk fails every one, and is logged
+    // once, not twenty times a second.
+    let mut failing = false;
     loop {
         {
             let mut state = lock.lock().expect("checkpoint signal poisoned");
@@ -110,8 +113,17 @@ fn run(conn: &Connection, signal: &(Mutex<Signal>, Condvar)) {
         }
         // PASSIVE never waits for, nor blocks, the writer or the readers: it copies what
         // no reader still needs, and the next checkpoint takes the rest.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpoint failed; the next commit tries again");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "checkpoint failed; the next commit tries again");
+                failing = true;
+            }
+            Err(_) => {}
+            Ok(()) if failing => {
+                tracing::info!("checkpoints succeed again");
+                failing = false;
+            }
+            Ok(()) => {}
         }
         std::thread::sleep(INTERVAL);
     }

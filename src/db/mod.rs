@@ -27,6 +27,7 @@ pub use connection::{open_connection, open_existing};
 pub use error::DbError;
 pub use migrations::{SCHEMA_VERSION, migrate};
 use readers::Readers;
+use writer::Hooks;
 pub use writer::{BatchObserver, Writer};
 
 /// The most memory the writer's page cache may use, in KiB.
@@ -39,6 +40,9 @@ pub use writer::{BatchObserver, Writer};
 /// common. With 32 MiB the walk of some 8,000 pages took a sixth of the writer's time
 /// once the cache had filled.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
+
+/// How often [`Db::watch_writes`] tries a write while the storage refuses them.
+pub const WRITE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who copies the write-ahead log into the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +113,12 @@ impl Db {
         let changes = Arc::new(Changes::default());
         look(&conn, &changes)?;
         // The rows a transaction touched, gathered as it runs and published once it has
-        // committed. A batch that fails to commit leaves its rows for the next one, which
-        // is merely cautious.
+        // committed; forgotten when it is rolled back whole, as none of them changed.
+        // (The first run of a batch that is run again with savepoints leaves its rows for
+        // the second, which is merely cautious.)
         let touched = Arc::new(Mutex::new(Vec::new()));
         let gather = Arc::clone(&touched);
+        let forget = Arc::clone(&touched);
         conn.update_hook(Some(move |action, _: &str, table: &str, rowid| {
             if let Some(row) = ChangedRow::from_hook(action, table, rowid) {
                 gather.lock().expect("touched rows poisoned").push(row);
@@ -131,13 +137,18 @@ impl Db {
             changes,
             writer: Writer::start(
                 conn,
-                Box::new(move |size| {
-                    publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
-                    if let Some(checkpointer) = &after_commit {
-                        checkpointer.committed();
-                    }
-                    on_batch(size);
-                }),
+                Hooks {
+                    committed: Box::new(move |size| {
+                        publish.committed(touched.lock().expect("touched rows poisoned").drain(..));
+                        if let Some(checkpointer) = &after_commit {
+                            checkpointer.committed();
+                        }
+                        on_batch(size);
+                    }),
+                    rolled_back: Box::new(move || {
+                        forget.lock().expect("touched rows poisoned").clear();
+                    }),
+                },
             ),
         }))
     }
@@ -165,6 +176,40 @@ impl Db {
                 && let Err(e) = self.look_for_other_commits().await
             {
                 tracing::warn!(error = %e, "cannot look for other processes' commits");
+            }
+        }
+    }
+
+    /// Whether writes commit: false from a write the storage refused (the disk is full,
+    /// an I/O error) until a probe ([`Db::probe_writes`]) succeeds. Costs an atomic load.
+    pub fn takes_writes(&self) -> bool {
+        !self.writer.failing()
+    }
+
+    /// Learns whether the storage takes writes again: first whether the file system
+    /// has [`PROBE_ROOM`] to spare, then with a commit that changes nothing but reaches
+    /// the disk. That commit's success, and only that, ends a failing episode.
+    pub async fn probe_writes(&self) -> Result<(), DbError> {
+        let path = probe_path(&self.path);
+        tokio::task::spawn_blocking(move || probe_room(&path))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+            .map_err(|e| DbError::Unavailable(format!("no room to write: {e}")))?;
+        self.writer.probe().await
+    }
+
+    /// While writes fail, probes every [`WRITE_PROBE_INTERVAL`] (see
+    /// [`Db::probe_writes`]): only a probe ends the episode, and readiness returns once
+    /// the storage does, even when no request writes (a load balancer sends none to a
+    /// server that is not ready). Runs until aborted.
+    pub async fn watch_writes(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(WRITE_PROBE_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if !self.takes_writes() {
+                // A failure is the episode's, already logged.
+                let _ = self.probe_writes().await;
             }
         }
     }
@@ -215,6 +260,41 @@ impl Db {
         }
         self.writer.stop().await;
     }
+}
+
+/// The room [`Db::probe_writes`] asks of the file system. A commit of one page is not
+/// proof enough: a failed commit leaves its partly written frames in the log, and the
+/// next commit overwrites them, so a page fits where no login does, and readiness
+/// would come back and go again with every probe. A mebibyte holds the log of a busy
+/// batch.
+pub const PROBE_ROOM: usize = 1 << 20;
+
+/// The file [`probe_room`] writes, beside the database as its log is.
+fn probe_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-probe");
+    PathBuf::from(name)
+}
+
+/// Writes and syncs [`PROBE_ROOM`] bytes to `path`, then removes it whatever happened.
+fn probe_room(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| {
+            file.write_all(&vec![0; PROBE_ROOM])?;
+            file.sync_data()
+        });
+    let removed = match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        removed => removed,
+    };
+    written.and(removed)
 }
 
 /// Reads the writer connection's `data_version`, outside any transaction, into `changes`.
@@ -329,6 +409,16 @@ mod tests {
             0,
             "the statement was prepared again for a new binding"
         );
+    }
+
+    #[test]
+    fn the_room_probe_leaves_nothing_behind_and_fails_where_it_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe_path(&dir.path().join("t.db"));
+        assert_eq!(probe, dir.path().join("t.db-probe"));
+        probe_room(&probe).unwrap();
+        assert!(!probe.exists());
+        assert!(probe_room(&dir.path().join("missing").join("t.db-probe")).is_err());
     }
 
     #[test]

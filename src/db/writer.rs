@@ -15,16 +15,27 @@
 //! Between batches the writer also runs what must see its connection's own view of the
 //! file outside any transaction: the looks for other processes' commits (see
 //! [`Changes`](super::Changes)).
+//!
+//! When the storage refuses a batch (the disk is full, an I/O error), the whole batch is
+//! rolled back and every write in it answers [`DbError::Unavailable`]: nothing of it
+//! happened. The writer then counts itself failing, which readiness reports, until a
+//! probe (see [`Db::probe_writes`](super::Db::probe_writes)) commits. Writes that
+//! commit meanwhile are answered as usual but do not end the episode: on a nearly full
+//! disk a small commit fits where the next one does not, and readiness would come and
+//! go with each. The episode is logged once as it starts and once as it ends, not once
+//! per write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::connection::run_sql;
-use super::error::DbError;
+use super::error::{DbError, storage_failure};
 use super::queue::{self, next_batch};
 
 /// The most writes one transaction carries; bounds how long a batch holds the lock.
@@ -34,11 +45,54 @@ const QUEUE_DEPTH: usize = 4096;
 
 /// One queued write.
 trait Job: Send {
-    /// Runs the write's statements; whether it succeeded. A later run replaces the
-    /// outcome of an earlier one, whose statements were rolled back.
-    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs the write's statements; how that went. A later run replaces the outcome of
+    /// an earlier one, whose statements were rolled back.
+    fn run(&mut self, conn: &Connection) -> Ran;
     /// Tells the caller the outcome, once its batch has committed or failed to.
-    fn answer(self: Box<Self>, committed: bool);
+    fn answer(self: Box<Self>, batch: &Result<(), Failure>);
+    /// Whether this is the probe of [`Writer::probe`], whose commit ends a failing
+    /// episode.
+    fn proves_writes(&self) -> bool;
+}
+
+/// How one run of a write went.
+enum Ran {
+    Ok,
+    /// The write failed by itself: its changes are undone, the others' may commit.
+    Failed,
+    /// The storage refused it (see [`DbError::storage_unavailable`]); no write of the
+    /// batch can commit.
+    StorageFailed(String),
+}
+
+/// Why a batch was not committed.
+#[derive(Debug)]
+enum Failure {
+    /// The storage refused it: the disk is full, or an I/O error.
+    Storage(String),
+    /// Anything else, already logged.
+    Other,
+}
+
+impl Failure {
+    /// The error the batch's writes answer with, unless they failed by themselves.
+    fn error(&self) -> DbError {
+        match self {
+            Failure::Storage(cause) => DbError::Unavailable(cause.clone()),
+            Failure::Other => DbError::NotCommitted,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Failure {
+        if storage_failure(&e) {
+            Failure::Storage(e.to_string())
+        } else {
+            tracing::error!(error = %e, "a write transaction failed; the batch is rolled back");
+            Failure::Other
+        }
+    }
 }
 
 /// A write and, once run, its outcome; `reply` is `None` for a write nobody waits for.
@@ -46,6 +100,7 @@ struct Pending<T, F> {
     write: F,
     outcome: Option<Result<T, DbError>>,
     reply: Option<oneshot::Sender<Result<T, DbError>>>,
+    probe: bool,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -53,33 +108,42 @@ where
     T: Send,
     F: FnMut(&Connection) -> Result<T, DbError> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Connection) -> Ran {
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.write)(conn)))
             .unwrap_or_else(|_| Err(DbError::Task("a write panicked".into())));
-        let ok = outcome.is_ok();
+        let ran = match &outcome {
+            Ok(_) => Ran::Ok,
+            Err(e) if e.storage_unavailable() => Ran::StorageFailed(e.to_string()),
+            Err(_) => Ran::Failed,
+        };
         self.outcome = Some(outcome);
-        ok
+        ran
     }
 
-    fn answer(self: Box<Self>, committed: bool) {
-        let outcome = self
-            .outcome
-            .unwrap_or_else(|| Err(DbError::Task("the write did not run".into())));
-        let outcome = if committed {
-            outcome
-        } else {
-            outcome.and(Err(DbError::NotCommitted))
+    fn answer(self: Box<Self>, batch: &Result<(), Failure>) {
+        let outcome = match (self.outcome, batch) {
+            // A write that failed by itself says why, whatever became of its batch.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(failure)) => Err(failure.error()),
+            (None, Ok(())) => Err(DbError::Task("the write did not run".into())),
         };
         match self.reply {
             Some(reply) => {
                 let _ = reply.send(outcome);
             }
-            None => {
-                if let Err(e) = outcome {
+            None => match outcome {
+                // The episode is logged once, by the writer.
+                Err(e) if !e.storage_unavailable() => {
                     tracing::warn!(error = %e, "background write failed");
                 }
-            }
+                _ => {}
+            },
         }
+    }
+
+    fn proves_writes(&self) -> bool {
+        self.probe
     }
 }
 
@@ -100,20 +164,60 @@ type Msg = queue::Msg<Work>;
 pub struct Writer {
     queue: mpsc::Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set while the storage refuses writes: from a batch it refused until a probe
+    /// commits.
+    failing: Arc<AtomicBool>,
+}
+
+/// What the writer tells its owner about each batch, on its thread, before the batch's
+/// callers are answered.
+pub(super) struct Hooks {
+    /// A batch of this many writes committed.
+    pub committed: BatchObserver,
+    /// A batch was rolled back whole: none of its changes happened.
+    pub rolled_back: Box<dyn Fn() + Send>,
+}
+
+/// A stretch of time in which the storage refused writes.
+struct Episode {
+    since: Instant,
+    refused: usize,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`; `on_batch` hears of every committed batch.
-    pub fn start(conn: Connection, on_batch: BatchObserver) -> Writer {
+    /// Starts the writer thread on `conn`.
+    pub(super) fn start(conn: Connection, hooks: Hooks) -> Writer {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let failing = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&failing);
         let thread = std::thread::Builder::new()
             .name("wxauth-writer".into())
-            .spawn(move || run(conn, rx, on_batch))
+            .spawn(move || run(conn, rx, hooks, &flag))
             .expect("cannot start the database writer thread");
         Writer {
             queue,
             thread: Mutex::new(Some(thread)),
+            failing,
         }
+    }
+
+    /// Whether the storage refused a batch and no probe has committed since.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Commits a write of the smallest kind (the header page, unchanged): whether the
+    /// storage takes writes now. Its commit ends a failing episode.
+    pub async fn probe(&self) -> Result<(), DbError> {
+        self.queue_write(
+            |c: &Connection| {
+                let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                c.pragma_update(None, "user_version", version)?;
+                Ok(())
+            },
+            true,
+        )
+        .await
     }
 
     /// Queues `f` and waits until its transaction has committed. `f` may run twice (see
@@ -123,11 +227,20 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Connection) -> Result<T, DbError> + Send + 'static,
     {
+        self.queue_write(f, false).await
+    }
+
+    async fn queue_write<T, F>(&self, f: F, probe: bool) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job = Pending {
             write: f,
             outcome: None,
             reply: Some(tx),
+            probe,
         };
         self.queue
             .send(Msg::Job(Work::Write(Box::new(job))))
@@ -165,6 +278,7 @@ impl Writer {
             write: f,
             outcome: None,
             reply: None,
+            probe: false,
         };
         let _ = self.queue.try_send(Msg::Job(Work::Write(Box::new(job))));
     }
@@ -180,9 +294,10 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, hooks: Hooks, failing: &AtomicBool) {
     let mut taken: Vec<Work> = Vec::with_capacity(MAX_BATCH);
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut episode = None;
     while let Some(stop) = next_batch(&mut rx, &mut taken, MAX_BATCH) {
         for work in taken.drain(..) {
             match work {
@@ -191,7 +306,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
             }
         }
         if !batch.is_empty() {
-            commit_batch(&conn, &mut batch, &on_batch);
+            commit_batch(&conn, &mut batch, &hooks, failing, &mut episode);
         }
         if stop {
             break;
@@ -209,49 +324,103 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, on_batch: BatchObserver) {
     }
 }
 
-/// Runs and commits one batch; `on_batch` hears of it before the callers are answered.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, on_batch: &BatchObserver) {
+/// Runs and commits one batch; the hooks hear of it before the callers are answered.
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Job>>,
+    hooks: &Hooks,
+    failing: &AtomicBool,
+    episode: &mut Option<Episode>,
+) {
     let size = batch.len();
-    let committed = match run_batch(conn, batch) {
-        Ok(()) => match conn.execute_batch("COMMIT") {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, size, "commit failed; the batch is rolled back");
-                let _ = conn.execute_batch("ROLLBACK");
-                false
+    let ended = run_batch(conn, batch).and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+    tracing::trace!(size, committed = ended.is_ok(), "write batch");
+    match &ended {
+        Ok(()) => {
+            (hooks.committed)(size);
+            if episode.is_some()
+                && batch.iter().any(|job| job.proves_writes())
+                && let Some(ended) = episode.take()
+            {
+                failing.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    refused = ended.refused,
+                    lasted_ms = ended.since.elapsed().as_millis() as u64,
+                    "the database takes writes again"
+                );
             }
-        },
-        Err(e) => {
-            tracing::error!(error = %e, size, "cannot run a write transaction");
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            false
         }
-    };
-    tracing::trace!(size, committed, "write batch");
-    if committed {
-        on_batch(size);
+        Err(failure) => {
+            if roll_back(conn) {
+                (hooks.rolled_back)();
+            }
+            if let Failure::Storage(cause) = failure {
+                match episode {
+                    Some(episode) => episode.refused += size,
+                    None => {
+                        tracing::error!(
+                            error = %cause,
+                            "the database cannot take writes (is the disk full?); writes \
+                             answer storage_unavailable until there is room again"
+                        );
+                        *episode = Some(Episode {
+                            since: Instant::now(),
+                            refused: size,
+                        });
+                        failing.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
     }
     for job in batch.drain(..) {
-        job.answer(committed);
+        job.answer(&ended);
     }
 }
 
+/// Ends the transaction a failed batch left open, if any; whether none is open now.
+fn roll_back(conn: &Connection) -> bool {
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(error = %e, "cannot roll back a failed write transaction");
+    }
+    conn.is_autocommit()
+}
+
 /// Runs every write of `batch` inside one open transaction, each write's changes kept
-/// only if it succeeded.
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+/// only if it succeeded. A write the storage refused ends the batch: no other write
+/// could commit either.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), Failure> {
+    // A transaction an earlier failure left open (its rollback failed too) goes first:
+    // its writes were answered as failed, so it must never commit.
+    if !roll_back(conn) {
+        return Err(Failure::Other);
+    }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // Runs until the first failure; the writes after it have not run yet.
-    if batch.iter_mut().all(|job| job.run(conn)) {
+    let mut failed = false;
+    for job in batch.iter_mut() {
+        match job.run(conn) {
+            Ran::Ok => {}
+            Ran::Failed => {
+                failed = true;
+                break;
+            }
+            Ran::StorageFailed(cause) => return Err(Failure::Storage(cause)),
+        }
+    }
+    if !failed {
         return Ok(());
     }
     conn.execute_batch("ROLLBACK")?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         run_sql(conn, "SAVEPOINT write")?;
-        if !job.run(conn) {
-            run_sql(conn, "ROLLBACK TO write")?;
+        match job.run(conn) {
+            Ran::Ok => {}
+            Ran::Failed => run_sql(conn, "ROLLBACK TO write")?,
+            Ran::StorageFailed(cause) => return Err(Failure::Storage(cause)),
         }
         run_sql(conn, "RELEASE write")?;
     }
@@ -353,6 +522,150 @@ mod tests {
             stored, ids,
             "each answer names the row its last run inserted"
         );
+        db.close().await;
+    }
+
+    /// Holds the writer inside a write until the returned sender is used, so that the
+    /// writes queued meanwhile form one batch.
+    async fn hold_writer(
+        db: &Arc<Db>,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (started, has_started) = std::sync::mpsc::channel();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        let holder = {
+            let db = Arc::clone(db);
+            tokio::spawn(async move {
+                db.write(move |_| {
+                    started.send(()).unwrap();
+                    wait.lock().unwrap().recv().unwrap();
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            })
+        };
+        tokio::task::spawn_blocking(move || has_started.recv().unwrap())
+            .await
+            .unwrap();
+        (release, holder)
+    }
+
+    /// SQLite answers SQLITE_FULL when the file would grow past `max_page_count`, as it
+    /// does when the disk is full.
+    fn limit_pages(c: &Connection, pages: Option<i64>) -> Result<(), DbError> {
+        let pages = match pages {
+            Some(pages) => pages,
+            None => c.query_row("PRAGMA page_count", [], |r| r.get(0))?,
+        };
+        c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// A batch the storage refuses changes nothing, and each of its writes says the
+    /// storage is unavailable, whichever failed first; the writer then counts itself
+    /// failing, and survives to commit again once the storage takes writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_batch_changes_nothing_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let db = Db::open_observed(
+            &dir.path().join("t.db"),
+            Box::new(move |size| seen.lock().unwrap().push(size)),
+        )
+        .unwrap();
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (v BLOB)")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        db.write(|c| limit_pages(c, None)).await.unwrap();
+        assert!(db.takes_writes());
+        sizes.lock().unwrap().clear();
+
+        let (release, holder) = hold_writer(&db).await;
+        let mut writes = Vec::new();
+        for size in [10, 100_000, 10] {
+            let db = Arc::clone(&db);
+            writes.push(tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO t VALUES (randomblob(?1))", [size])?;
+                    Ok(())
+                })
+                .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        for write in writes {
+            let err = write.await.unwrap().unwrap_err();
+            assert!(err.storage_unavailable(), "{err}");
+        }
+        assert_eq!(
+            sizes.lock().unwrap().as_slice(),
+            [1],
+            "only the holder committed"
+        );
+        let rows = |db: Arc<Db>| async move {
+            db.read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?))
+                .await
+                .unwrap()
+        };
+        assert_eq!(rows(Arc::clone(&db)).await, 0);
+        assert!(!db.takes_writes());
+
+        db.write(|c| limit_pages(c, Some(1_000_000))).await.unwrap();
+        assert!(!db.takes_writes(), "only a probe ends the episode");
+        db.probe_writes().await.unwrap();
+        assert!(db.takes_writes());
+        db.write(|c| {
+            c.execute("INSERT INTO t VALUES (randomblob(100000))", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(rows(Arc::clone(&db)).await, 1);
+        db.close().await;
+    }
+
+    /// Every write the storage refuses says so. A write that commits meanwhile is
+    /// answered, but the episode lasts until a probe commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_probe_ends_an_episode() {
+        let (_dir, db) = counter_db();
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE t (v BLOB)")?;
+            limit_pages(c, None)
+        })
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            let err = db
+                .write(|c| {
+                    c.execute("INSERT INTO t VALUES (randomblob(100000))", [])?;
+                    Ok(())
+                })
+                .await
+                .unwrap_err();
+            assert!(err.storage_unavailable(), "{err}");
+            assert!(!db.takes_writes());
+        }
+        db.write(|c| limit_pages(c, Some(1_000_000))).await.unwrap();
+        db.write(|c| {
+            c.execute("INSERT INTO t VALUES (randomblob(100000))", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(
+            !db.takes_writes(),
+            "one commit on a nearly full disk proves little"
+        );
+        db.probe_writes().await.unwrap();
+        assert!(db.takes_writes());
         db.close().await;
     }
 

@@ -37,6 +37,7 @@ pub enum ErrorCode {
     RateLimited,
     UpstreamError,
     UpstreamUnavailable,
+    StorageUnavailable,
     Internal,
 }
 
@@ -64,6 +65,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -90,11 +92,17 @@ impl ErrorCode {
             | ErrorCode::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
-            ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UpstreamUnavailable | ErrorCode::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
+
+/// How long a client is asked to wait after `storage_unavailable`: long enough not to
+/// hammer a server whose disk is full, short enough to notice one that recovered.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 /// An error answer: a code, a sentence for the developer, and optionally how long to
 /// wait before retrying.
@@ -204,6 +212,15 @@ impl From<&Error> for ApiError {
                 return ApiError::new(ErrorCode::UpstreamUnavailable, e.to_string()).retry_after(5);
             }
             Error::WeChat(e) => return wechat_error(e),
+            // Logged once per episode by the writer, not once per request.
+            Error::Storage(e) if e.storage_unavailable() => {
+                return ApiError::new(
+                    ErrorCode::StorageUnavailable,
+                    "the server cannot store changes now (disk full or I/O error), so \
+                     nothing was changed; try again shortly",
+                )
+                .retry_after(STORAGE_RETRY_AFTER_SECS);
+            }
             Error::Storage(_) | Error::Broken(_) => return ApiError::internal(e),
         };
         ApiError::new(code, e.to_string())
@@ -306,5 +323,24 @@ mod tests {
         let r = ApiError::from(Error::WeChat(WeChatError::Unavailable("t".into()))).into_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn a_storage_failure_is_unavailable_and_any_other_db_failure_internal() {
+        let full = DbError::Unavailable("database or disk is full".into());
+        let e = ApiError::from(full);
+        assert_eq!(e.code, ErrorCode::StorageUnavailable);
+        assert!(
+            !e.message.contains("disk is full"),
+            "no internals: {}",
+            e.message
+        );
+        let r = e.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(
+            ApiError::from(DbError::NotCommitted).code,
+            ErrorCode::Internal
+        );
     }
 }

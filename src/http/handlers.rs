@@ -44,6 +44,16 @@ pub async fn readyz(state: &Arc<AppState>) -> Response {
         .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await;
     match ready {
+        // Set by the write that failed, cleared once the database's own probe, once a
+        // second, finds room and commits (`Db::watch_writes`).
+        Ok(_) if !state.db.takes_writes() => reply::with_status(
+            json(&json!({
+                "status": "unavailable",
+                "reason": "the database cannot take writes (disk full or I/O error)",
+            })),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response(),
         Ok(_) => json(&json!({"status": "ready"})),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");

@@ -98,6 +98,7 @@ pub struct Metrics {
     write_batch: Histogram,
     session_reads: Counter,
     live_sessions: Gauge,
+    storage_unavailable: Gauge,
     users: Family<AppLabels, Gauge>,
     scheduled_backups: Family<ResultLabels, Counter>,
     /// Each route's series, looked up in the families once rather than per request.
@@ -180,6 +181,12 @@ impl Metrics {
             "Sessions neither revoked nor expired (counted at most every 15s)",
             live_sessions.clone(),
         );
+        let storage_unavailable = Gauge::default();
+        registry.register(
+            "storage_unavailable",
+            "1 while the database cannot take writes (disk full or I/O error), else 0",
+            storage_unavailable.clone(),
+        );
         let users = Family::default();
         registry.register(
             "users",
@@ -203,6 +210,7 @@ impl Metrics {
             write_batch,
             session_reads,
             live_sessions,
+            storage_unavailable,
             users,
             routes: Default::default(),
             counted_at: tokio::sync::Mutex::new(None),
@@ -298,6 +306,7 @@ impl Metrics {
                 *counted_at = Some(Instant::now());
             }
         }
+        self.storage_unavailable.set(i64::from(!db.takes_writes()));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -433,6 +442,7 @@ mod tests {
             "wxauth_db_write_batch_size_count 1",
             "wxauth_session_reads_total 1",
             "wxauth_sessions_live 0",
+            "wxauth_storage_unavailable 0",
             "# EOF",
         ] {
             assert!(

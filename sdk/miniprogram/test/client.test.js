@@ -405,6 +405,17 @@ test('a busy login honours Retry-After once, with a new code', async () => {
   assert.equal(wx.loginCalls, 2);
 });
 
+test('a login the server could not store is retried once, with a new code', async () => {
+  const { server, wx, client, sleeps } = setup();
+  server.script('POST /v1/login', errorAnswer(503, 'storage_unavailable', { 'Retry-After': '5' }));
+  await client.login();
+  assert.deepEqual(sleeps, [5000]);
+  assert.deepEqual(
+    wx.hits('POST /v1/login').map((l) => l.data.code),
+    ['code-1', 'code-2']
+  );
+});
+
 test('an error that is not wxauth\'s is an http_error carrying the response', async () => {
   const { server, client } = setup();
   await client.login();
