@@ -484,7 +484,7 @@ fn the_shipped_litestream_files_fit_together() {
             std::env::var_os("CI").is_none(),
             "litestream is needed in CI"
         );
-        eprintln!("skipped Litestream's own check of the config: litestream not found");
+        eprintln!("SKIPPED: Litestream's own check of the config: litestream not found");
         return;
     };
     let out = Command::new(litestream)
