@@ -257,7 +257,7 @@ async fn a_replica_restored_on_a_new_machine_holds_what_was_acknowledged() {
             "litestream and moto_server are needed in CI; .ci/run installs them"
         );
         eprintln!(
-            "skipped: litestream or moto_server not found (set LITESTREAM_BIN, MOTO_SERVER_BIN)"
+            "SKIPPED: litestream or moto_server not found (set LITESTREAM_BIN, MOTO_SERVER_BIN)"
         );
         return;
     };
