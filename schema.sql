@@ -1,6 +1,6 @@
 -- wxauth database schema: what a new database gets, in one transaction.
 --
--- `PRAGMA user_version` records the schema version (today 5). A database made by an
+-- `PRAGMA user_version` records the schema version (today 6). A database made by an
 -- older wxauth is brought here by the numbered migrations in src/db/migrations.rs, each
 -- tested from the version before it.
 --
@@ -10,9 +10,6 @@
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,          -- internal; never leaves the server
     public_id     TEXT    NOT NULL UNIQUE,      -- the opaque id clients see
-    appid         TEXT    NOT NULL,
-    openid        TEXT    NOT NULL,
-    unionid       TEXT,
     nickname      TEXT,
     avatar_url    TEXT,
     -- OR rather than IN: SQLite checks an IN list of three values through a temporary
@@ -27,15 +24,32 @@ CREATE TABLE users (
     ban_reason    TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
-    -- The latest WeChat session_key, sealed with AES-256-GCM under a key derived from
-    -- the key file's data key and bound to public_id (96-bit nonce, ciphertext, tag);
-    -- replaced on every login, NULL while there is none.
+    -- Set when `wxauth users merge` merged this user into another: the row stays, so
+    -- that its public id still names the person, as an alias of that user.
+    merged_into   INTEGER REFERENCES users (id)
+);
+
+-- Users are listed in rowid order: never deleted, that is the order they were created in.
+
+-- How a person logs in: one app's openid, with the unionid WeChat gave for it, if any.
+-- A user has one or more; an identity belongs to exactly one user.
+CREATE TABLE identities (
+    id            INTEGER PRIMARY KEY,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    appid         TEXT    NOT NULL,
+    openid        TEXT    NOT NULL,
+    unionid       TEXT,
+    created_at    INTEGER NOT NULL,
+    -- The latest WeChat session_key of this identity (mini programs only), sealed with
+    -- AES-256-GCM under a key derived from the key file's data key and bound to the
+    -- owning user's public_id (96-bit nonce, ciphertext, tag); replaced on every login,
+    -- NULL while there is none.
     session_key   BLOB,
     UNIQUE (appid, openid)
 );
 
--- Users are listed in rowid order: never deleted, that is the order they were created in.
-CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX identities_user ON identities (user_id);
+CREATE INDEX identities_unionid ON identities (unionid) WHERE unionid IS NOT NULL;
 
 CREATE TABLE sessions (
     id             INTEGER PRIMARY KEY,          -- internal; also the eviction order
@@ -44,6 +58,7 @@ CREATE TABLE sessions (
                                                  -- led by the id's 6-byte creation time when
                                                  -- the token starts `v2.`
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    identity_id    INTEGER NOT NULL REFERENCES identities (id), -- what it logged in with
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,             -- sliding: moves forward on refresh
     max_expires_at INTEGER NOT NULL,             -- absolute: created_at + session_max_age
@@ -68,7 +83,8 @@ CREATE TABLE login_codes (
     expires_at  INTEGER NOT NULL
 );
 
--- Keys that let the team's own services call `POST /v1/introspect`. Only the SHA-256 of
+-- Keys that let the team's own services call `POST /v1/introspect` and, by scope, the
+-- other backend routes. Only the SHA-256 of
 -- a key is kept; the key itself is shown once, when `wxauth service-keys create` makes it.
 CREATE TABLE service_keys (
     id           INTEGER PRIMARY KEY,
@@ -77,13 +93,14 @@ CREATE TABLE service_keys (
     key_hash     BLOB    NOT NULL UNIQUE,        -- SHA-256 of the whole key
     created_at   INTEGER NOT NULL,
     revoked_at   INTEGER,
-    last_used_at INTEGER                         -- kept coarsely, like sessions.last_seen_at
+    last_used_at INTEGER,                        -- kept coarsely, like sessions.last_seen_at
+    scopes       TEXT    NOT NULL DEFAULT 'introspect' -- what the key may call, comma-separated
 );
 
 -- A name may be reused once its old key is revoked.
 CREATE UNIQUE INDEX service_keys_live_name ON service_keys (name) WHERE revoked_at IS NULL;
 
--- Each app's access_token (sealed like users.session_key, bound to the AppID), so a
+-- Each app's access_token (sealed like identities.session_key, bound to the AppID), so a
 -- restart does not fetch a new one, and the force-refresh budget WeChat allows each app.
 CREATE TABLE access_tokens (
     appid          TEXT    PRIMARY KEY,
@@ -108,7 +125,7 @@ CREATE INDEX avatars_user ON avatars (user_id);
 
 -- The keys of the key file (keys.json) this database depends on: each signing key not
 -- retired (tokens signed with it are accepted) and the data key that sealed
--- users.session_key and access_tokens.sealed. Only an id and a fingerprint (HMAC-SHA256
+-- identities.session_key and access_tokens.sealed. Only an id and a fingerprint (HMAC-SHA256
 -- keyed by the key over a fixed text) are kept, never a key. A server refuses to start
 -- with a key file that lacks one of them; `wxauth keys reset --yes` starts over.
 CREATE TABLE needed_keys (
@@ -119,3 +136,48 @@ CREATE TABLE needed_keys (
     recorded_at INTEGER NOT NULL,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
+
+-- Two users found to be one person: an identity of `other_user_id` reported, after
+-- both users were made, the unionid an identity of `user_id` already had. Neither is
+-- merged silently; `wxauth users merge` resolves it.
+CREATE TABLE conflicts (
+    id            INTEGER PRIMARY KEY,
+    unionid       TEXT    NOT NULL,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    other_user_id INTEGER NOT NULL REFERENCES users (id),
+    found_at      INTEGER NOT NULL,
+    resolved_at   INTEGER,
+    UNIQUE (user_id, other_user_id)
+);
+
+-- What a backend may have to mirror, in order, for `GET /v1/events`. Only appended to
+-- and never deleted, so a row id is never used twice.
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,
+    type          TEXT    NOT NULL CHECK (type = 'user.created' OR type = 'identity.linked'
+                      OR type = 'user.merged' OR type = 'user.banned' OR type = 'user.unbanned'),
+    at            INTEGER NOT NULL,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    data          TEXT    NOT NULL DEFAULT '{}' -- the type's other fields, a JSON object
+);
+
+-- Web logins (§ web login in docs/web-login.md), from the redirect to WeChat until the
+-- page has traded its one-time code for a session. A row is found by the SHA-256 of the
+-- random id in the `state` wxauth gave WeChat, and later by the SHA-256 of the one-time
+-- code; neither is stored itself. Maintenance deletes rows whose time is up.
+CREATE TABLE web_logins (
+    id              INTEGER PRIMARY KEY,
+    state_hash      BLOB    NOT NULL UNIQUE,
+    browser_hash    BLOB    NOT NULL,            -- SHA-256 of the cookie that binds the
+                                                 -- state to the browser it was given to
+    appid           TEXT    NOT NULL,
+    scope           TEXT    NOT NULL,
+    redirect_uri    TEXT    NOT NULL,
+    client_state    TEXT,                        -- the page's own state, handed back
+    expires_at      INTEGER NOT NULL,            -- the state's: ten minutes
+    used_at         INTEGER,                     -- when WeChat sent the browser back
+    code_hash       BLOB    UNIQUE,              -- of the one-time code the page received
+    sealed_sid      BLOB,                        -- the session's secret, masked by the code
+    new_user        INTEGER,
+    code_expires_at INTEGER                      -- the code's: sixty seconds
+);

@@ -74,10 +74,10 @@ fn session_lookup(c: &mut Criterion) {
     runtime.spawn(Arc::clone(&db).watch_other_commits());
     let cache = SessionCache::new(Arc::clone(db.changes()));
     let copy_of = |key: &[u8]| {
-        let (session, user) = queries::session_by_secret(&reader, key)
+        let owner = queries::session_by_secret(&reader, key)
             .expect("query")
             .expect("a seeded session");
-        Found::new(session, user)
+        Found::new(owner)
     };
     let mut group = c.benchmark_group("session_cache");
     group.bench_function("hit", |b| {

@@ -13,9 +13,20 @@ async fn service_keys_and_tokens_never_reach_the_logs() {
 
     let server = TestServer::start().await;
     let conn = wxauth::db::open_existing(&server.dir.path().join("data")).unwrap();
-    let (_, key) = wxauth::domain::service_keys::create(&conn, "logged", common::START).unwrap();
-    let (revoked_row, revoked) =
-        wxauth::domain::service_keys::create(&conn, "gone", common::START).unwrap();
+    let (_, key) = wxauth::domain::service_keys::create(
+        &conn,
+        "logged",
+        &[wxauth::domain::service_keys::Scope::Introspect],
+        common::START,
+    )
+    .unwrap();
+    let (revoked_row, revoked) = wxauth::domain::service_keys::create(
+        &conn,
+        "gone",
+        &[wxauth::domain::service_keys::Scope::Introspect],
+        common::START,
+    )
+    .unwrap();
     wxauth::domain::service_keys::revoke(&conn, &revoked_row.public_id, common::START).unwrap();
     let (key, revoked) = (key.expose().to_owned(), revoked.expose().to_owned());
 

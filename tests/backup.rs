@@ -51,8 +51,10 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_session() {
         .db_rw()
         .execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
-             INSERT INTO users (public_id, appid, openid, created_at, updated_at)
-                 SELECT 'u_seed' || i, 'wxseed', 'o_seed' || i, 0, 0 FROM n;",
+             INSERT INTO users (id, public_id, created_at, updated_at)
+                 SELECT 1000000 + i, 'u_seed' || i, 0, 0 FROM n;
+             INSERT INTO identities (user_id, appid, openid, created_at)
+                 SELECT id, 'wxseed', 'o_' || public_id, 0 FROM users WHERE id > 1000000;",
         )
         .unwrap();
 

@@ -138,9 +138,10 @@ async fn a_row_whose_parent_is_gone_fails_the_foreign_key_check() {
         let conn = rusqlite::Connection::open(dir.join("wxauth.db")).unwrap();
         conn.pragma_update(None, "foreign_keys", false).unwrap();
         conn.execute(
-            "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, \
-             expires_at, max_expires_at, last_seen_at) \
-             VALUES (900, 's_orphan', x'00', 424242, 1, 2, 3, 1)",
+            "INSERT INTO sessions (id, public_id, secret_hash, user_id, identity_id, \
+             created_at, expires_at, max_expires_at, last_seen_at) \
+             VALUES (900, 's_orphan', x'00', 424242, (SELECT min(id) FROM identities), \
+             1, 2, 3, 1)",
             [],
         )
         .unwrap();

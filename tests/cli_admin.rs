@@ -63,8 +63,14 @@ async fn users_are_listed_paged_and_shown() {
         .map(|u| u["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [bob.as_str(), amy.as_str()], "newest first");
-    assert_eq!(all[0]["appid"], common::APPID);
-    assert!(all[0]["openid"].as_str().unwrap().starts_with('o'));
+    assert_eq!(all[0]["apps"], json!([common::APPID]));
+    assert_eq!(all[0]["identities"][0]["appid"], common::APPID);
+    assert!(
+        all[0]["identities"][0]["openid"]
+            .as_str()
+            .unwrap()
+            .starts_with('o')
+    );
 
     // Paging: a full page names the cursor for the next one.
     let (code, stdout, stderr) = admin(&server, &["users", "list", "--limit", "1", "--json"]);
@@ -101,8 +107,11 @@ async fn users_are_listed_paged_and_shown() {
     assert_eq!(shown["user"]["id"], amy.as_str());
     assert_eq!(shown["live_sessions"], 1);
     assert_eq!(shown["banned"], false);
-    let openid = shown["user"]["openid"].as_str().unwrap().to_owned();
-    assert!(shown["user"]["unionid"].is_string());
+    let openid = shown["user"]["identities"][0]["openid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(shown["user"]["identities"][0]["unionid"].is_string());
     let by_openid = admin_json(&server, &["users", "show", "--openid", &openid, "--json"]);
     assert_eq!(by_openid["user"]["id"], amy.as_str());
     let by_openid = admin_json(
@@ -121,7 +130,7 @@ async fn users_are_listed_paged_and_shown() {
     let (code, stdout, _) = admin(&server, &["users", "show", &amy]);
     assert_eq!(code, 0);
     assert!(
-        stdout.contains(&format!("openid         {openid}")),
+        stdout.contains(&format!("identity       {} openid {openid}", common::APPID)),
         "{stdout}"
     );
 

@@ -98,7 +98,7 @@ fn list_shows_names_ids_and_state_but_never_keys() {
     assert_eq!(code(&output), 0);
     assert_eq!(
         stdout(&output).lines().collect::<Vec<_>>(),
-        ["ID  NAME  CREATED  LAST USED  REVOKED"]
+        ["ID  NAME  SCOPES  CREATED  LAST USED  REVOKED"]
     );
     assert_eq!(listing(dir.path()), Vec::<Value>::new());
 

@@ -29,7 +29,13 @@ fn data_dir(server: &TestServer) -> PathBuf {
 /// Creates a service key through the library, on a connection of its own as the CLI would.
 fn service_key(server: &TestServer, name: &str) -> String {
     let conn = wxauth::db::open_existing(&data_dir(server)).unwrap();
-    let (_, key) = service_keys::create(&conn, name, common::START).unwrap();
+    let (_, key) = service_keys::create(
+        &conn,
+        name,
+        &[service_keys::Scope::Introspect],
+        common::START,
+    )
+    .unwrap();
     key.expose().to_owned()
 }
 
@@ -81,7 +87,8 @@ fn stored_ids(server: &TestServer, user_public_id: &str) -> (String, Option<Stri
     server
         .db()
         .query_row(
-            "SELECT openid, unionid FROM users WHERE public_id = ?1",
+            "SELECT i.openid, i.unionid FROM identities i JOIN users u ON u.id = i.user_id \
+             WHERE u.public_id = ?1",
             [user_public_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

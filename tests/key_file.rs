@@ -231,7 +231,7 @@ async fn keys_reset_starts_over_with_new_keys_and_ends_every_session() {
     assert_eq!(outcome["active"], new_active.as_str());
     assert_ne!(new_active, old_active);
     assert_eq!(server.count("sessions WHERE revoked_at IS NULL"), 0);
-    assert_eq!(server.count("users WHERE session_key IS NOT NULL"), 0);
+    assert_eq!(server.count("identities WHERE session_key IS NOT NULL"), 0);
     assert_eq!(server.count("access_tokens"), 0);
     assert_eq!(server.count("users"), 2, "users stay");
     assert!(recorded(&server).contains(&format!("signing {new_active}")));

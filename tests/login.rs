@@ -33,7 +33,7 @@ async fn a_first_and_a_second_login_of_one_user() {
 
     let db = server.db();
     let (openid, unionid): (String, Option<String>) = db
-        .query_row("SELECT openid, unionid FROM users", [], |r| {
+        .query_row("SELECT openid, unionid FROM identities", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
@@ -60,7 +60,7 @@ async fn a_login_without_unionid_stores_none() {
     server.login_ok("plain-code-1").await;
     let unionid: Option<String> = server
         .db()
-        .query_row("SELECT unionid FROM users", [], |r| r.get(0))
+        .query_row("SELECT unionid FROM identities", [], |r| r.get(0))
         .unwrap();
     assert_eq!(unionid, None);
 }
@@ -284,12 +284,15 @@ fn rewrite_as_version_1(data: &std::path::Path) {
         v1.execute("ATTACH ?1 AS current", [path.to_str().unwrap()])
             .unwrap();
         v1.execute_batch(
-            "INSERT INTO main.users SELECT id, public_id, appid, openid, unionid, nickname,
-                 avatar_url, gender, country, province, city, language, phone,
-                 banned_until, ban_reason, created_at, updated_at FROM current.users;
-             INSERT INTO main.sessions SELECT * FROM current.sessions;
-             INSERT INTO main.session_keys SELECT id, session_key, updated_at
-                 FROM current.users;
+            "INSERT INTO main.users SELECT u.id, u.public_id, i.appid, i.openid, i.unionid,
+                 u.nickname, u.avatar_url, u.gender, u.country, u.province, u.city,
+                 u.language, u.phone, u.banned_until, u.ban_reason, u.created_at, u.updated_at
+                 FROM current.users u JOIN current.identities i ON i.user_id = u.id;
+             INSERT INTO main.sessions SELECT id, public_id, secret_hash, user_id, created_at,
+                 expires_at, max_expires_at, last_seen_at, revoked_at, revoked_reason
+                 FROM current.sessions;
+             INSERT INTO main.session_keys SELECT i.user_id, i.session_key, u.updated_at
+                 FROM current.identities i JOIN current.users u ON u.id = i.user_id;
              INSERT INTO main.login_codes
                  SELECT code_hash, (SELECT min(id) FROM current.sessions), sealed_sid,
                      new_user, expires_at
@@ -400,16 +403,17 @@ async fn several_apps_need_the_appid() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user"]["appid"], "wxgame");
-    // The same WeChat user in another app is another user.
+    // Another WeChat user in the other app is another user.
     let response = server
         .post_json(
             "/v1/login",
-            &json!({"code": "dev:gina#2", "appid": "wxshop"}),
+            &json!({"code": "plain-code-in-the-shop", "appid": "wxshop"}),
             None,
         )
         .await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["new_user"], true);
+    assert_eq!(body["user"]["appid"], "wxshop");
     assert_eq!(server.count("users"), 2);
 }
 

@@ -192,7 +192,7 @@ async fn without_a_stored_session_key_the_legacy_form_asks_for_a_new_login() {
     let token = server.token("dev:xia").await;
     server
         .db_rw()
-        .execute("UPDATE users SET session_key = NULL", [])
+        .execute("UPDATE identities SET session_key = NULL", [])
         .unwrap();
     let payload = server.open_data("xia", "phone").await;
     let response = phone(&server, &token, payload).await;
@@ -209,7 +209,7 @@ async fn the_session_key_is_stored_sealed_and_replaced_on_each_login() {
     let sealed = |server: &TestServer| -> Vec<u8> {
         server
             .db()
-            .query_row("SELECT session_key FROM users", [], |r| r.get(0))
+            .query_row("SELECT session_key FROM identities", [], |r| r.get(0))
             .unwrap()
     };
     let first = sealed(&server);

@@ -132,10 +132,10 @@ async fn a_first_format_token_keeps_its_session() {
     server
         .db_rw()
         .execute(
-            "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
-             max_expires_at, last_seen_at) \
-             SELECT 's_first_format', ?1, user_id, created_at, expires_at, max_expires_at, \
-             last_seen_at FROM sessions",
+            "INSERT INTO sessions (public_id, secret_hash, user_id, identity_id, created_at, \
+             expires_at, max_expires_at, last_seen_at) \
+             SELECT 's_first_format', ?1, user_id, identity_id, created_at, expires_at, \
+             max_expires_at, last_seen_at FROM sessions",
             [&secret.hash()[..]],
         )
         .unwrap();

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::common::{DataDirArgs, EXIT_CONFIG, EXIT_FAILURE, resolve_data_dir, table};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::db;
-use crate::domain::service_keys::{self, ServiceKeyError, ServiceKeyRow};
+use crate::domain::service_keys::{self, Scope, ServiceKeyError, ServiceKeyRow};
 
 #[derive(Debug, Args)]
 pub(super) struct ServiceKeysArgs {
@@ -26,6 +26,10 @@ pub(super) enum ServiceKeysCommand {
         /// A name for the service that will use the key, e.g. `billing`
         #[arg(value_parser = parse_key_name)]
         name: String,
+        /// What the key may call, comma-separated: introspect (POST /v1/introspect),
+        /// access_token (the shared WeChat access_token), events (GET /v1/events)
+        #[arg(long, value_name = "SCOPES", default_value = "introspect", value_parser = parse_scope_list)]
+        scope: Scopes,
     },
     /// List the keys (never the keys themselves).
     List {
@@ -43,6 +47,14 @@ pub(super) enum ServiceKeysCommand {
 
 pub(super) fn parse_key_name(name: &str) -> Result<String, String> {
     service_keys::validate_name(name).map(|()| name.to_owned())
+}
+
+/// The scopes of `--scope`, parsed as one value.
+#[derive(Debug, Clone)]
+pub(super) struct Scopes(Vec<Scope>);
+
+fn parse_scope_list(text: &str) -> Result<Scopes, String> {
+    service_keys::parse_scopes(text).map(Scopes)
 }
 
 /// Why a `service-keys` command failed.
@@ -82,17 +94,20 @@ pub(super) fn run_service_keys(
     let now = SystemClock.now();
     let mut stdout = std::io::stdout().lock();
     match command {
-        ServiceKeysCommand::Create { name } => {
-            let (row, key) = service_keys::create(&conn, &name, now)?;
+        ServiceKeysCommand::Create { name, scope } => {
+            let (row, key) = service_keys::create(&conn, &name, &scope.0, now)?;
             if let Err(e) = writeln!(stdout, "{}", key.expose()).and_then(|()| stdout.flush()) {
                 // Nobody saw the key, so nobody can use it: take it back.
                 service_keys::revoke(&conn, &row.public_id, now)?;
                 return Err(e.into());
             }
             eprintln!(
-                "Created service key `{}` ({}). Store it now: it is kept only as a hash \
-                 and cannot be shown again. Services send it as `Authorization: Bearer <key>`.",
-                row.name, row.public_id
+                "Created service key `{}` ({}) with scopes {}. Store it now: it is kept only \
+                 as a hash and cannot be shown again. Services send it as \
+                 `Authorization: Bearer <key>`.",
+                row.name,
+                row.public_id,
+                row.scope_list()
             );
         }
         ServiceKeysCommand::List { json } => {
@@ -120,6 +135,7 @@ pub(super) struct KeyListing<'a> {
     pub(super) id: &'a str,
     pub(super) name: &'a str,
     pub(super) active: bool,
+    pub(super) scopes: Vec<&'static str>,
     pub(super) created_at: String,
     pub(super) last_used_at: Option<String>,
     pub(super) revoked_at: Option<String>,
@@ -131,6 +147,7 @@ impl<'a> From<&'a ServiceKeyRow> for KeyListing<'a> {
             id: &key.public_id,
             name: &key.name,
             active: key.is_live(),
+            scopes: key.scopes.iter().map(|s| s.as_str()).collect(),
             created_at: rfc3339(key.created_at),
             last_used_at: key.last_used_at.map(rfc3339),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -147,11 +164,15 @@ pub(super) fn key_table(keys: &[ServiceKeyRow]) -> String {
             vec![
                 k.public_id.clone(),
                 k.name.clone(),
+                k.scope_list(),
                 rfc3339(k.created_at),
                 or_dash(k.last_used_at),
                 or_dash(k.revoked_at),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "CREATED", "LAST USED", "REVOKED"], rows)
+    table(
+        &["ID", "NAME", "SCOPES", "CREATED", "LAST USED", "REVOKED"],
+        rows,
+    )
 }

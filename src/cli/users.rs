@@ -1,4 +1,4 @@
-//! `wxauth users`: list, show, ban and unban users.
+//! `wxauth users`: list, show, ban and unban users; list conflicts and merge users.
 
 use std::path::Path;
 
@@ -8,6 +8,7 @@ use super::common::{DataDirArgs, print_json, table};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::db;
 use crate::ops::admin::{self, AdminError, SessionStatus, UserRecord, UserRef};
+use crate::ops::merge;
 
 #[derive(Debug, Args)]
 pub(super) struct UsersArgs {
@@ -72,6 +73,24 @@ pub(super) enum UsersCommand {
         /// The user's id (`u_…`).
         user: String,
     },
+    /// List pairs of users found to be one person (the same unionid), not yet merged.
+    Conflicts {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge OTHER into KEEP: OTHER's identities and live sessions move to KEEP, KEEP's
+    /// empty profile fields are filled from OTHER's, and OTHER's id becomes an alias of
+    /// KEEP (its tokens authenticate as KEEP).
+    Merge {
+        /// The user that stays (`u_…`).
+        keep: String,
+        /// The user merged into KEEP (`u_…`).
+        other: String,
+        /// Print what was merged as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError> {
@@ -88,7 +107,10 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
             let last = page.last().map(|u| u.public_id.clone());
             let full = page.len() == limit as usize;
             if json {
-                let records: Vec<UserRecord> = page.into_iter().map(UserRecord::from).collect();
+                let records = page
+                    .into_iter()
+                    .map(|u| UserRecord::load(&conn, u))
+                    .collect::<Result<Vec<_>, _>>()?;
                 print_json(&records);
             } else {
                 let rows = page
@@ -96,7 +118,7 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
                     .map(|u| {
                         vec![
                             u.public_id.clone(),
-                            u.appid.clone(),
+                            u.apps.join(","),
                             u.nickname.clone().unwrap_or_else(|| "-".into()),
                             rfc3339(u.created_at),
                             if u.is_banned(now) {
@@ -109,7 +131,7 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
                     .collect();
                 print!(
                     "{}",
-                    table(&["ID", "APP", "NICKNAME", "CREATED", "BANNED UNTIL"], rows)
+                    table(&["ID", "APPS", "NICKNAME", "CREATED", "BANNED UNTIL"], rows)
                 );
             }
             if let (true, Some(last)) = (full, last) {
@@ -137,7 +159,7 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
                 .filter(|s| SessionStatus::of(s, now) == SessionStatus::Live)
                 .count();
             let banned = row.is_banned(now);
-            let record = UserRecord::from(row);
+            let record = UserRecord::load(&conn, row)?;
             if json {
                 print_json(&serde_json::json!({
                     "user": record,
@@ -166,6 +188,46 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
             admin::unban(&conn, &user, now)?;
             eprintln!("{user} is no longer banned");
         }
+        UsersCommand::Conflicts { json } => {
+            let conn = db::open_existing(dir)?;
+            let found = merge::conflicts(&conn)?;
+            if json {
+                print_json(&found);
+            } else if found.is_empty() {
+                eprintln!("no conflicts");
+            } else {
+                let rows = found
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.unionid.clone(),
+                            c.user_id.clone(),
+                            c.other_user_id.clone(),
+                            c.found_at.clone(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["UNIONID", "USER", "OTHER", "FOUND"], rows));
+                eprintln!("merge a pair with: wxauth users merge USER OTHER");
+            }
+        }
+        UsersCommand::Merge { keep, other, json } => {
+            let conn = db::open_existing(dir)?;
+            let merged = merge::merge(&conn, &keep, &other, now)?;
+            if json {
+                print_json(&merged);
+            } else {
+                eprintln!(
+                    "{} is merged into {}: {} identities and {} live sessions moved; {} is now an alias of {}",
+                    merged.merged_user_id,
+                    merged.user_id,
+                    merged.identities,
+                    merged.sessions,
+                    merged.merged_user_id,
+                    merged.user_id
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -175,9 +237,7 @@ pub(super) fn user_text(user: &UserRecord, banned: bool, live_sessions: usize) -
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut lines = vec![
         ("id", user.id.clone()),
-        ("appid", user.appid.clone()),
-        ("openid", user.openid.clone()),
-        ("unionid", or_dash(&user.unionid)),
+        ("apps", user.apps.join(",")),
         ("nickname", or_dash(&user.nickname)),
         ("avatar_url", or_dash(&user.avatar_url)),
         ("gender", user.gender.to_string()),
@@ -193,6 +253,18 @@ pub(super) fn user_text(user: &UserRecord, banned: bool, live_sessions: usize) -
     if banned {
         lines.push(("banned_until", or_dash(&user.banned_until)));
         lines.push(("ban_reason", or_dash(&user.ban_reason)));
+    }
+    for identity in &user.identities {
+        lines.push((
+            "identity",
+            format!(
+                "{} openid {} unionid {} since {}",
+                identity.appid,
+                identity.openid,
+                or_dash(&identity.unionid),
+                identity.created_at
+            ),
+        ));
     }
     lines
         .into_iter()

@@ -1,8 +1,8 @@
 //! What changed in the database since a point in time, for a caller that keeps copies
 //! of rows in memory and must never use one that has since changed.
 //!
-//! SQLite's update hook on the writer's connection names every `users` and `sessions`
-//! row a transaction updates or deletes, and the writer publishes them after the commit
+//! SQLite's update hook on the writer's connection names every `users`, `identities` and
+//! `sessions` row a transaction updates or deletes, and the writer publishes them after the commit
 //! and before it answers anyone. Inserted rows are left out: no copy can hold a row read
 //! before it existed, and a row id used again after a delete was made stale by that
 //! delete. So a login that makes a new user disturbs no other session's copy. Each row falls into one of a fixed set of stripes, and a stripe
@@ -47,6 +47,7 @@ const STRIPE_BITS: u32 = 14;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangedRow {
     User(i64),
+    Identity(i64),
     Session(i64),
 }
 
@@ -59,6 +60,7 @@ impl ChangedRow {
         }
         match table {
             "users" => Some(ChangedRow::User(rowid)),
+            "identities" => Some(ChangedRow::Identity(rowid)),
             "sessions" => Some(ChangedRow::Session(rowid)),
             _ => None,
         }
@@ -71,9 +73,10 @@ impl ChangedRow {
     }
 
     fn stripe(self) -> usize {
-        // The table's own constant keeps user 7 and session 7 apart.
+        // The table's own constant keeps user 7, identity 7 and session 7 apart.
         let (table, id) = match self {
             ChangedRow::User(id) => (0x5555_5555_5555_5555_u64, id),
+            ChangedRow::Identity(id) => (0x3333_3333_3333_3333_u64, id),
             ChangedRow::Session(id) => (0xaaaa_aaaa_aaaa_aaaa_u64, id),
         };
         spread(id as u64 ^ table, STRIPE_BITS) as usize

@@ -14,6 +14,23 @@ pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    // Rebuilding a table that others reference (SQLite's way of dropping a constrained
+    // column) needs foreign keys off, or dropping the old table would delete every row
+    // that references it. The switch works only outside a transaction; the keys are
+    // checked before the commit instead, and switched back on whatever happened.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    if enforced {
+        conn.pragma_update(None, "foreign_keys", false)?;
+    }
+    let result = migrate_unchecked(conn);
+    if enforced {
+        conn.pragma_update(None, "foreign_keys", true)?;
+    }
+    result
+}
+
+/// [`migrate`]'s work, with foreign keys off.
+fn migrate_unchecked(conn: &mut Connection) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -32,6 +49,16 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
         }
     }
     if version != SCHEMA_VERSION {
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(DbError::Migration {
+                version: SCHEMA_VERSION,
+                reason: format!("{broken} rows would reference rows that do not exist"),
+            });
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
@@ -47,6 +74,7 @@ const MIGRATIONS: &[Migration] = &[
     (3, v3_login_codes_appended),
     (4, v4_session_key_on_the_user),
     (5, v5_needed_keys),
+    (6, v6_identities),
 ];
 
 /// Version 2: a login writes fewer pages.
@@ -156,6 +184,117 @@ const NEEDED_KEYS_V5: &str = "CREATE TABLE needed_keys (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;";
 
+/// Version 6: one user per person, across the apps of one WeChat Open Platform account.
+///
+/// - A user's `(appid, openid)`, unionid and session_key move to `identities`: every user
+///   gets one identity, with the same id as the user, so each session's `identity_id` is
+///   its `user_id`. `users` and `sessions` are rebuilt, which SQLite allows only with
+///   foreign keys off (see [`migrate`]).
+/// - `users.merged_into` marks a user merged into another; `conflicts` records two users
+///   found to share a unionid; `events` is the journal backends follow.
+/// - Service keys get scopes: every existing key keeps the one it had, `introspect`.
+/// - `web_logins` holds web logins in progress.
+fn v6_identities(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(V6_IDENTITIES)?;
+    Ok(())
+}
+
+const V6_IDENTITIES: &str = "
+CREATE TABLE users_v6 (
+    id            INTEGER PRIMARY KEY,
+    public_id     TEXT    NOT NULL UNIQUE,
+    nickname      TEXT,
+    avatar_url    TEXT,
+    gender        INTEGER NOT NULL DEFAULT 0 CHECK (gender = 0 OR gender = 1 OR gender = 2),
+    country       TEXT,
+    province      TEXT,
+    city          TEXT,
+    language      TEXT,
+    phone         TEXT,
+    banned_until  INTEGER,
+    ban_reason    TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    merged_into   INTEGER REFERENCES users (id)
+);
+INSERT INTO users_v6 (id, public_id, nickname, avatar_url, gender, country, province, city,
+        language, phone, banned_until, ban_reason, created_at, updated_at)
+    SELECT id, public_id, nickname, avatar_url, gender, country, province, city, language,
+        phone, banned_until, ban_reason, created_at, updated_at
+    FROM users ORDER BY id;
+CREATE TABLE identities (
+    id            INTEGER PRIMARY KEY,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    appid         TEXT    NOT NULL,
+    openid        TEXT    NOT NULL,
+    unionid       TEXT,
+    created_at    INTEGER NOT NULL,
+    session_key   BLOB,
+    UNIQUE (appid, openid)
+);
+INSERT INTO identities (id, user_id, appid, openid, unionid, created_at, session_key)
+    SELECT id, id, appid, openid, unionid, created_at, session_key FROM users ORDER BY id;
+CREATE TABLE sessions_v6 (
+    id             INTEGER PRIMARY KEY,
+    public_id      TEXT    NOT NULL UNIQUE,
+    secret_hash    BLOB    NOT NULL UNIQUE,
+    user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    identity_id    INTEGER NOT NULL REFERENCES identities (id),
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    max_expires_at INTEGER NOT NULL,
+    last_seen_at   INTEGER NOT NULL,
+    revoked_at     INTEGER,
+    revoked_reason TEXT CHECK (revoked_reason = 'logout' OR revoked_reason = 'admin' OR revoked_reason = 'evicted')
+);
+INSERT INTO sessions_v6 (id, public_id, secret_hash, user_id, identity_id, created_at,
+        expires_at, max_expires_at, last_seen_at, revoked_at, revoked_reason)
+    SELECT id, public_id, secret_hash, user_id, user_id, created_at, expires_at,
+        max_expires_at, last_seen_at, revoked_at, revoked_reason
+    FROM sessions ORDER BY id;
+DROP TABLE sessions;
+DROP TABLE users;
+ALTER TABLE users_v6 RENAME TO users;
+ALTER TABLE sessions_v6 RENAME TO sessions;
+CREATE INDEX identities_user ON identities (user_id);
+CREATE INDEX identities_unionid ON identities (unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+ALTER TABLE service_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'introspect';
+CREATE TABLE conflicts (
+    id            INTEGER PRIMARY KEY,
+    unionid       TEXT    NOT NULL,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    other_user_id INTEGER NOT NULL REFERENCES users (id),
+    found_at      INTEGER NOT NULL,
+    resolved_at   INTEGER,
+    UNIQUE (user_id, other_user_id)
+);
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,
+    type          TEXT    NOT NULL CHECK (type = 'user.created' OR type = 'identity.linked'
+                      OR type = 'user.merged' OR type = 'user.banned' OR type = 'user.unbanned'),
+    at            INTEGER NOT NULL,
+    user_id       INTEGER NOT NULL REFERENCES users (id),
+    data          TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE TABLE web_logins (
+    id              INTEGER PRIMARY KEY,
+    state_hash      BLOB    NOT NULL UNIQUE,
+    browser_hash    BLOB    NOT NULL,
+    appid           TEXT    NOT NULL,
+    scope           TEXT    NOT NULL,
+    redirect_uri    TEXT    NOT NULL,
+    client_state    TEXT,
+    expires_at      INTEGER NOT NULL,
+    used_at         INTEGER,
+    code_hash       BLOB    UNIQUE,
+    sealed_sid      BLOB,
+    new_user        INTEGER,
+    code_expires_at INTEGER
+);
+";
+
 /// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that
 /// leave every stored row valid and its encoding unchanged, such as an equivalent CHECK
 /// constraint. This is SQLite's documented procedure for such changes: edit
@@ -258,7 +397,10 @@ mod tests {
         assert_eq!(indexes, 0, "a login appends its code to the table alone");
 
         let keys: Vec<(String, Option<Vec<u8>>)> = conn
-            .prepare("SELECT public_id, session_key FROM users ORDER BY id")
+            .prepare(
+                "SELECT u.public_id, i.session_key FROM users u \
+                 JOIN identities i ON i.user_id = u.id ORDER BY u.id",
+            )
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
@@ -304,10 +446,12 @@ mod tests {
         let mut conn = version_1(SCHEMA_V1);
         migrate(&mut conn).unwrap();
         for sql in [
-            "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-             VALUES ('u_2', 'wx1', 'o2', 1, 1)",
-            "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
-             max_expires_at, last_seen_at) VALUES ('s_8', x'02', 1, 1, 2, 3, 1)",
+            "INSERT INTO users (public_id, created_at, updated_at) VALUES ('u_3', 1, 1)",
+            "INSERT INTO identities (user_id, appid, openid, created_at) \
+             VALUES (1, 'wx2', 'o3', 1)",
+            "INSERT INTO sessions (public_id, secret_hash, user_id, identity_id, created_at, \
+             expires_at, max_expires_at, last_seen_at) VALUES ('s_8', x'02', 1, 1, 1, 2, 3, 1)",
+            "INSERT INTO events (type, at, user_id, data) VALUES ('user.created', 1, 1, '{}')",
             "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
              VALUES (x'cc', x'00', 0, 1)",
         ] {
@@ -363,12 +507,19 @@ mod tests {
     fn version_4_keeps_its_rows_and_records_no_keys_yet() {
         let mut conn = version_4();
         assert_eq!(version(&conn), 4);
+        // Where the session_key is kept moves in version 6.
         let rows = |conn: &Connection| -> Vec<String> {
-            conn.prepare(
-                "SELECT concat_ws('|', public_id, hex(session_key)) FROM users \
+            let keys = if version(conn) < 6 {
+                "SELECT concat_ws('|', public_id, hex(session_key)) FROM users"
+            } else {
+                "SELECT concat_ws('|', u.public_id, hex(i.session_key)) FROM users u \
+                 JOIN identities i ON i.user_id = u.id"
+            };
+            conn.prepare(&format!(
+                "{keys} \
                  UNION ALL SELECT concat_ws('|', public_id, user_id, expires_at) FROM sessions \
-                 UNION ALL SELECT concat_ws('|', appid, hex(sealed), fresh_until) FROM access_tokens",
-            )
+                 UNION ALL SELECT concat_ws('|', appid, hex(sealed), fresh_until) FROM access_tokens"
+            ))
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
@@ -410,6 +561,124 @@ mod tests {
         }
     }
 
+    /// A database as version 5 left it, populated as a server in use leaves one: users
+    /// with and without a unionid, profile fields, a ban, sessions live and revoked, an
+    /// avatar, a service key, a login code and the key record.
+    fn version_5() -> Connection {
+        let conn = version_1(SCHEMA_V1);
+        for (reached, run) in MIGRATIONS.iter().filter(|(reached, _)| *reached <= 5) {
+            run(&conn).unwrap();
+            conn.pragma_update(None, "user_version", reached).unwrap();
+        }
+        conn.execute_batch(
+            "UPDATE users SET unionid = 'un1', nickname = '微信用户 🐼', phone = '13800000000',
+                 banned_until = 99, ban_reason = 'spam' WHERE id = 1;
+             INSERT INTO users (id, public_id, appid, openid, unionid, gender, created_at,
+                 updated_at, session_key) VALUES (3, 'u_3', 'wx2', 'o3', 'un3', 1, 12, 13, x'77');
+             INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, expires_at,
+                 max_expires_at, last_seen_at, revoked_at, revoked_reason)
+                 VALUES (8, 's_8', x'02', 3, 12, 22, 32, 12, 15, 'logout');
+             INSERT INTO avatars VALUES ('a_1', 3, 'image/png', 'ab', x'89', 12);
+             INSERT INTO service_keys (public_id, name, key_hash, created_at)
+                 VALUES ('sk_1', 'api', x'5c', 12);
+             INSERT INTO needed_keys VALUES ('data', 'abc', 'ff', 12);",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// Version 6 rebuilds `users` and `sessions`: every row comes through, each user
+    /// with one identity holding what the user row held, and nothing that referenced a
+    /// user is lost to the rebuild.
+    #[test]
+    fn version_5_gives_every_user_one_identity_and_loses_nothing() {
+        let mut conn = version_5();
+        let rows = |conn: &Connection, sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let profiles = "SELECT concat_ws('|', id, public_id, nickname, gender, phone, \
+                        banned_until, ban_reason, created_at, updated_at) FROM users ORDER BY id";
+        let sessions = "SELECT concat_ws('|', id, public_id, hex(secret_hash), user_id, \
+                        created_at, expires_at, max_expires_at, last_seen_at, revoked_at, \
+                        revoked_reason) FROM sessions ORDER BY id";
+        let others = "SELECT concat_ws('|', id, user_id, sha256) FROM avatars \
+                      UNION ALL SELECT concat_ws('|', public_id, name) FROM service_keys \
+                      UNION ALL SELECT concat_ws('|', kind, id) FROM needed_keys \
+                      UNION ALL SELECT hex(code_hash) FROM login_codes";
+        let before = [
+            rows(&conn, profiles),
+            rows(&conn, sessions),
+            rows(&conn, others),
+        ];
+        assert_eq!(before.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2, 5]);
+        let identities_before = rows(
+            &conn,
+            "SELECT concat_ws('|', id, id, appid, openid, unionid, created_at, \
+             hex(session_key)) FROM users ORDER BY id",
+        );
+
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        assert_eq!(
+            [
+                rows(&conn, profiles),
+                rows(&conn, sessions),
+                rows(&conn, others)
+            ],
+            before
+        );
+        assert_eq!(
+            rows(
+                &conn,
+                "SELECT concat_ws('|', id, user_id, appid, openid, unionid, created_at, \
+                 hex(session_key)) FROM identities ORDER BY id",
+            ),
+            identities_before
+        );
+        assert_eq!(
+            rows(
+                &conn,
+                "SELECT concat_ws('|', id, identity_id) FROM sessions ORDER BY id"
+            ),
+            ["7|1", "8|3"]
+        );
+        assert_eq!(
+            rows(&conn, "SELECT scopes FROM service_keys"),
+            ["introspect"]
+        );
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are enforced again");
+        assert!(
+            conn.prepare("PRAGMA foreign_key_check")
+                .unwrap()
+                .query([])
+                .unwrap()
+                .next()
+                .unwrap()
+                .is_none()
+        );
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        assert!(
+            conn.execute(
+                "INSERT INTO identities (user_id, appid, openid, created_at) \
+                          VALUES (1, 'wx1', 'o1', 1)",
+                []
+            )
+            .is_err(),
+            "an identity belongs to one user"
+        );
+    }
+
     /// Everything SQLite knows of a schema's shape, comments and spelling aside: each
     /// table's columns, indexes (with their columns, uniqueness and conditions) and
     /// foreign keys.
@@ -447,11 +716,15 @@ mod tests {
     /// What the CHECK constraints allow, which `shape` cannot see.
     fn checks(conn: &Connection) -> Vec<bool> {
         conn.execute_batch(
-            "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-                 VALUES ('u_c', 'wxc', 'oc', 1, 1);
-             INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
-                 max_expires_at, last_seen_at) \
-                 VALUES ('s_c', x'0c', (SELECT id FROM users WHERE public_id = 'u_c'), 1, 2, 3, 1);",
+            "INSERT INTO users (public_id, created_at, updated_at) VALUES ('u_c', 1, 1);
+             INSERT INTO identities (user_id, appid, openid, created_at) \
+                 VALUES ((SELECT id FROM users WHERE public_id = 'u_c'), 'wxc', 'oc', 1);
+             INSERT INTO sessions (public_id, secret_hash, user_id, identity_id, created_at, \
+                 expires_at, max_expires_at, last_seen_at) \
+                 VALUES ('s_c', x'0c', (SELECT id FROM users WHERE public_id = 'u_c'), \
+                 (SELECT id FROM identities WHERE openid = 'oc'), 1, 2, 3, 1);
+             INSERT INTO events (type, at, user_id) \
+                 VALUES ('user.created', 1, (SELECT id FROM users WHERE public_id = 'u_c'));",
         )
         .unwrap();
         [
@@ -461,6 +734,8 @@ mod tests {
             "UPDATE sessions SET revoked_reason = 'admin'",
             "UPDATE sessions SET revoked_reason = 'expired'",
             "UPDATE sessions SET revoked_reason = NULL",
+            "UPDATE events SET type = 'user.merged'",
+            "UPDATE events SET type = 'user.deleted'",
         ]
         .iter()
         .map(|sql| conn.execute(sql, []).is_ok())
@@ -483,7 +758,10 @@ mod tests {
         assert!(fresh_shape.len() > 40, "{fresh_shape:?}");
         assert_eq!(fresh_shape, upgraded_shape);
         let allowed = checks(&fresh);
-        assert_eq!(allowed, [true, false, false, true, false, true]);
+        assert_eq!(
+            allowed,
+            [true, false, false, true, false, true, true, false]
+        );
         assert_eq!(checks(&upgraded), allowed);
     }
 }

@@ -306,13 +306,12 @@ fn look(conn: &Connection, changes: &Changes) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Inserts a user with nothing but `public_id` (also its openid), for tests of the
-/// database machinery that need a row to write.
+/// Inserts a user with nothing but `public_id`, for tests of the database machinery
+/// that need a row to write.
 #[cfg(test)]
 pub(crate) fn insert_test_user(conn: &Connection, public_id: &str) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-         VALUES (?1, 'wx1', ?1, 0, 0)",
+        "INSERT INTO users (public_id, created_at, updated_at) VALUES (?1, 0, 0)",
         [public_id],
     )
     .map(drop)

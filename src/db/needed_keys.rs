@@ -67,7 +67,7 @@ pub fn is_empty(conn: &Connection) -> Result<bool, DbError> {
 pub struct Dependents {
     /// Sessions not revoked: their tokens are signed with the signing keys.
     pub sessions: i64,
-    /// Users with a sealed session_key.
+    /// Identities with a sealed session_key.
     pub session_keys: i64,
     /// Apps with a sealed access_token.
     pub access_tokens: i64,
@@ -77,7 +77,7 @@ pub struct Dependents {
 pub fn dependents(conn: &Connection) -> Result<Dependents, DbError> {
     Ok(conn.query_row(
         "SELECT (SELECT count(*) FROM sessions WHERE revoked_at IS NULL), \
-                (SELECT count(*) FROM users WHERE session_key IS NOT NULL), \
+                (SELECT count(*) FROM identities WHERE session_key IS NOT NULL), \
                 (SELECT count(*) FROM access_tokens)",
         [],
         |r| {
@@ -99,7 +99,7 @@ pub fn drop_dependents(conn: &Connection, now: UnixTime) -> Result<Dependents, D
         [now],
     )?;
     conn.execute(
-        "UPDATE users SET session_key = NULL WHERE session_key IS NOT NULL",
+        "UPDATE identities SET session_key = NULL WHERE session_key IS NOT NULL",
         [],
     )?;
     conn.execute("DELETE FROM access_tokens", [])?;

@@ -7,14 +7,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::clock::UnixTime;
 use crate::db::error::DbError;
 
-/// A user as stored.
+/// A user as stored: a person, with the AppIDs of their identities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
     pub id: i64,
     pub public_id: String,
-    pub appid: String,
-    pub openid: String,
-    pub unionid: Option<String>,
     pub nickname: Option<String>,
     pub avatar_url: Option<String>,
     pub gender: i64,
@@ -27,24 +24,19 @@ pub struct UserRow {
     pub ban_reason: Option<String>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+    /// The user this one was merged into, if it was.
+    pub merged_into: Option<i64>,
+    /// The AppIDs of the user's identities, oldest first, each once.
+    pub apps: Vec<String>,
 }
 
 impl UserRow {
-    /// A user as a first login stores it: no profile, no phone, no ban yet.
-    pub fn new(
-        id: i64,
-        public_id: String,
-        appid: String,
-        openid: String,
-        unionid: Option<String>,
-        now: UnixTime,
-    ) -> UserRow {
+    /// A user as a first login stores it, through an identity of `appid`: no profile,
+    /// no phone, no ban yet.
+    pub fn new(id: i64, public_id: String, appid: String, now: UnixTime) -> UserRow {
         UserRow {
             id,
             public_id,
-            appid,
-            openid,
-            unionid,
             nickname: None,
             avatar_url: None,
             gender: 0,
@@ -57,6 +49,8 @@ impl UserRow {
             ban_reason: None,
             created_at: now,
             updated_at: now,
+            merged_into: None,
+            apps: vec![appid],
         }
     }
 
@@ -67,34 +61,73 @@ impl UserRow {
 }
 
 /// The columns [`user_from_row`] reads, as a literal so that queries are `concat!`ed at
-/// compile time rather than formatted on every request.
+/// compile time rather than formatted on every request. The last is the user's AppIDs.
 macro_rules! user_columns {
     () => {
-        "u.id, u.public_id, u.appid, u.openid, u.unionid, u.nickname, u.avatar_url, \
-         u.gender, u.country, u.province, u.city, u.language, u.phone, u.banned_until, \
-         u.ban_reason, u.created_at, u.updated_at"
+        "u.id, u.public_id, u.nickname, u.avatar_url, u.gender, u.country, u.province, \
+         u.city, u.language, u.phone, u.banned_until, u.ban_reason, u.created_at, \
+         u.updated_at, u.merged_into, \
+         (SELECT group_concat(a.appid, ',' ORDER BY a.id) FROM identities a \
+          WHERE a.user_id = u.id)"
     };
 }
+const USER_WIDTH: usize = 16;
 
 fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
+    let apps: Option<String> = r.get(at + 15)?;
+    let mut listed: Vec<String> = Vec::new();
+    for appid in apps.as_deref().unwrap_or_default().split(',') {
+        // Two identities of one app (two merged users of it) list the app once.
+        if !appid.is_empty() && !listed.iter().any(|a| a == appid) {
+            listed.push(appid.to_owned());
+        }
+    }
     Ok(UserRow {
         id: r.get(at)?,
         public_id: r.get(at + 1)?,
+        nickname: r.get(at + 2)?,
+        avatar_url: r.get(at + 3)?,
+        gender: r.get(at + 4)?,
+        country: r.get(at + 5)?,
+        province: r.get(at + 6)?,
+        city: r.get(at + 7)?,
+        language: r.get(at + 8)?,
+        phone: r.get(at + 9)?,
+        banned_until: r.get(at + 10)?,
+        ban_reason: r.get(at + 11)?,
+        created_at: r.get(at + 12)?,
+        updated_at: r.get(at + 13)?,
+        merged_into: r.get(at + 14)?,
+        apps: listed,
+    })
+}
+
+/// An identity as stored: how a person logs in through one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub created_at: UnixTime,
+}
+
+/// The columns [`identity_from_row`] reads (see [`user_columns`]).
+macro_rules! identity_columns {
+    () => {
+        "i.id, i.user_id, i.appid, i.openid, i.unionid, i.created_at"
+    };
+}
+
+fn identity_from_row(r: &Row, at: usize) -> rusqlite::Result<IdentityRow> {
+    Ok(IdentityRow {
+        id: r.get(at)?,
+        user_id: r.get(at + 1)?,
         appid: r.get(at + 2)?,
         openid: r.get(at + 3)?,
         unionid: r.get(at + 4)?,
-        nickname: r.get(at + 5)?,
-        avatar_url: r.get(at + 6)?,
-        gender: r.get(at + 7)?,
-        country: r.get(at + 8)?,
-        province: r.get(at + 9)?,
-        city: r.get(at + 10)?,
-        language: r.get(at + 11)?,
-        phone: r.get(at + 12)?,
-        banned_until: r.get(at + 13)?,
-        ban_reason: r.get(at + 14)?,
-        created_at: r.get(at + 15)?,
-        updated_at: r.get(at + 16)?,
+        created_at: r.get(at + 5)?,
     })
 }
 
@@ -104,6 +137,8 @@ pub struct SessionRow {
     pub id: i64,
     pub public_id: String,
     pub user_id: i64,
+    /// The identity it logged in with.
+    pub identity_id: i64,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub max_expires_at: UnixTime,
@@ -116,78 +151,98 @@ pub struct SessionRow {
 /// without the table alias, for `RETURNING`, which allows none.
 macro_rules! session_columns {
     () => {
-        "s.id, s.public_id, s.user_id, s.created_at, s.expires_at, s.max_expires_at, \
-         s.last_seen_at, s.revoked_at, s.revoked_reason"
+        "s.id, s.public_id, s.user_id, s.identity_id, s.created_at, s.expires_at, \
+         s.max_expires_at, s.last_seen_at, s.revoked_at, s.revoked_reason"
     };
     (bare) => {
-        "id, public_id, user_id, created_at, expires_at, max_expires_at, last_seen_at, \
-         revoked_at, revoked_reason"
+        "id, public_id, user_id, identity_id, created_at, expires_at, max_expires_at, \
+         last_seen_at, revoked_at, revoked_reason"
     };
 }
-const SESSION_WIDTH: usize = 9;
+const SESSION_WIDTH: usize = 10;
 
 fn session_from_row(r: &Row) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: r.get(0)?,
         public_id: r.get(1)?,
         user_id: r.get(2)?,
-        created_at: r.get(3)?,
-        expires_at: r.get(4)?,
-        max_expires_at: r.get(5)?,
-        last_seen_at: r.get(6)?,
-        revoked_at: r.get(7)?,
-        revoked_reason: r.get(8)?,
+        identity_id: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        max_expires_at: r.get(6)?,
+        last_seen_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+        revoked_reason: r.get(9)?,
     })
 }
 
-fn session_and_user(r: &Row) -> rusqlite::Result<(SessionRow, UserRow)> {
-    Ok((session_from_row(r)?, user_from_row(r, SESSION_WIDTH)?))
+/// A session with its user and the identity it logged in with, as read together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub session: SessionRow,
+    pub user: UserRow,
+    pub identity: IdentityRow,
 }
 
-/// A query for a session with its user, read by [`session_and_user`], that finds the rows
-/// meeting `$condition`.
-macro_rules! session_and_user_where {
+fn session_owner(r: &Row) -> rusqlite::Result<SessionOwner> {
+    Ok(SessionOwner {
+        session: session_from_row(r)?,
+        user: user_from_row(r, SESSION_WIDTH)?,
+        identity: identity_from_row(r, SESSION_WIDTH + USER_WIDTH)?,
+    })
+}
+
+/// A query for a session with its user and identity, read by [`session_owner`], that
+/// finds the rows meeting `$condition`.
+macro_rules! session_owner_where {
     ($condition:literal) => {
         concat!(
             "SELECT ",
             session_columns!(),
             ", ",
             user_columns!(),
-            " FROM sessions s JOIN users u ON u.id = s.user_id WHERE ",
+            ", ",
+            identity_columns!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id \
+             JOIN identities i ON i.id = s.identity_id WHERE ",
             $condition
         )
     };
 }
 
-/// The one session, with its user, that `sql` (from [`session_and_user_where`], keyed by
-/// `?1`) finds for `key`.
-fn one_session_and_user(
+/// The one session, with its user and identity, that `sql` (from
+/// [`session_owner_where`], keyed by `?1`) finds for `key`.
+fn one_session_owner(
     conn: &Connection,
     sql: &str,
     key: impl rusqlite::ToSql,
-) -> Result<Option<(SessionRow, UserRow)>, DbError> {
+) -> Result<Option<SessionOwner>, DbError> {
     Ok(conn
         .prepare_cached(sql)?
-        .query_row([key], session_and_user)
+        .query_row([key], session_owner)
         .optional()?)
 }
 
 /// The session stored under `lookup_key` (a token secret's
-/// [`crate::keys::token::SessionSecret::lookup_key`]), with its user.
+/// [`crate::keys::token::SessionSecret::lookup_key`]), with its user and identity.
 pub fn session_by_secret(
     conn: &Connection,
     lookup_key: &[u8],
-) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    one_session_and_user(
-        conn,
-        session_and_user_where!("s.secret_hash = ?1"),
-        lookup_key,
-    )
+) -> Result<Option<SessionOwner>, DbError> {
+    one_session_owner(conn, session_owner_where!("s.secret_hash = ?1"), lookup_key)
 }
 
-/// The session with internal id `id`, with its user.
-pub fn session_by_id(conn: &Connection, id: i64) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    one_session_and_user(conn, session_and_user_where!("s.id = ?1"), id)
+/// The session with internal id `id`, with its user and identity.
+pub fn session_by_id(conn: &Connection, id: i64) -> Result<Option<SessionOwner>, DbError> {
+    one_session_owner(conn, session_owner_where!("s.id = ?1"), id)
+}
+
+/// The session with public id `public_id`, with its user and identity.
+pub fn session_by_public_id(
+    conn: &Connection,
+    public_id: &str,
+) -> Result<Option<SessionOwner>, DbError> {
+    one_session_owner(conn, session_owner_where!("s.public_id = ?1"), public_id)
 }
 
 /// The user with internal id `id`.
@@ -199,21 +254,45 @@ pub fn user_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, DbError
         .optional()?)
 }
 
-/// The user with public id `public_id`.
+/// The user with public id `public_id`; a merged user's id names the user it was merged
+/// into (following every merge since).
 pub fn user_by_public_id(conn: &Connection, public_id: &str) -> Result<Option<UserRow>, DbError> {
     let sql = concat!(
         "SELECT ",
         user_columns!(),
         " FROM users u WHERE u.public_id = ?1"
     );
-    Ok(conn
+    let Some(mut user) = conn
         .prepare_cached(sql)?
         .query_row([public_id], |r| user_from_row(r, 0))
-        .optional()?)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    // Merges form chains, never circles: a merge takes only a user not merged yet.
+    while let Some(into) = user.merged_into {
+        user =
+            user_by_id(conn, into)?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+    }
+    Ok(Some(user))
 }
 
-/// The users with `openid`: the one of `appid`, or, without an app, one per app that
-/// has that openid.
+/// The identities of user `user_id`, oldest first.
+pub fn user_identities(conn: &Connection, user_id: i64) -> Result<Vec<IdentityRow>, DbError> {
+    let sql = concat!(
+        "SELECT ",
+        identity_columns!(),
+        " FROM identities i WHERE i.user_id = ?1 ORDER BY i.id"
+    );
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map([user_id], |r| identity_from_row(r, 0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The users with an identity of `openid`: the one of `appid`, or, without an app, one
+/// per app that has that openid.
 pub fn users_by_openid(
     conn: &Connection,
     openid: &str,
@@ -222,8 +301,8 @@ pub fn users_by_openid(
     let sql = concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users u WHERE u.openid = ?1 \
-         AND (?2 IS NULL OR u.appid = ?2) ORDER BY u.appid"
+        " FROM identities i JOIN users u ON u.id = i.user_id WHERE i.openid = ?1 \
+         AND (?2 IS NULL OR i.appid = ?2) ORDER BY i.appid"
     );
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
@@ -232,18 +311,25 @@ pub fn users_by_openid(
     Ok(rows)
 }
 
-/// Up to `limit` users, newest first, optionally of one app only, starting after the
-/// user whose row id is `before` when given. Users are never deleted, so the order of
-/// their row ids is the order they were created in.
+/// Up to `limit` users, newest first, optionally only those with an identity of one
+/// app, starting after the user whose row id is `before` when given. Users are never
+/// deleted, so the order of their row ids is the order they were created in. Merged
+/// users are left out: their person is listed under the user they were merged into.
 pub fn list_users(
     conn: &Connection,
     appid: Option<&str>,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<UserRow>, DbError> {
-    let mut sql = String::from(concat!("SELECT ", user_columns!(), " FROM users u WHERE 1"));
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.merged_into IS NULL"
+    ));
     if appid.is_some() {
-        sql.push_str(" AND u.appid = ?1");
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id AND i.appid = ?1)",
+        );
     }
     if before.is_some() {
         sql.push_str(" AND u.id < ?2");
@@ -269,14 +355,6 @@ pub fn user_sessions(conn: &Connection, user_id: i64) -> Result<Vec<SessionRow>,
         .query_map([user_id], session_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
-}
-
-/// The session with public id `public_id`, with its user.
-pub fn session_by_public_id(
-    conn: &Connection,
-    public_id: &str,
-) -> Result<Option<(SessionRow, UserRow)>, DbError> {
-    one_session_and_user(conn, session_and_user_where!("s.public_id = ?1"), public_id)
 }
 
 /// A remembered login code.
@@ -331,7 +409,8 @@ pub fn each_live_login_code(
 /// Everything a successful WeChat login writes.
 #[derive(Debug)]
 pub struct NewLogin {
-    /// The public id a new user gets; unused when the openid already has a user.
+    /// The public id a new user gets; unused when the identity or its unionid already
+    /// has a user.
     pub user_public_id: String,
     /// The new session's public id.
     pub session_public_id: String,
@@ -340,99 +419,137 @@ pub struct NewLogin {
     pub unionid: Option<String>,
     /// The session secret's [`crate::keys::token::SessionSecret::lookup_key`].
     pub secret_hash: Vec<u8>,
-    pub code_hash: [u8; 32],
-    pub sealed_sid: Vec<u8>,
-    /// The login's session_key sealed for `user_public_id`, stored with a new user.
-    pub new_user_session_key: Vec<u8>,
+    /// The login's session_key sealed for `user_public_id`, stored when the login makes
+    /// a new user; `None` for a login that brings none (a web login).
+    pub new_user_session_key: Option<Vec<u8>>,
+    /// A nickname and avatar WeChat gave, for the fields the user has not set.
+    pub profile: Option<ProfileFill>,
     pub now: UnixTime,
     pub expires_at: UnixTime,
     pub max_expires_at: UnixTime,
-    pub code_expires_at: UnixTime,
     pub max_sessions: u32,
+}
+
+/// A nickname and avatar to fill in only where the user has none.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileFill {
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
 }
 
 /// What a login wrote.
 #[derive(Debug)]
+// Made once per login and taken apart at once; a box would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum LoginWritten {
     /// A session was created.
     Session {
         session: SessionRow,
         user: UserRow,
+        identity: IdentityRow,
         new_user: bool,
-        /// The row that remembers the login code.
-        code_row: i64,
     },
-    /// The user is banned; nothing but the user row was written.
+    /// The user is banned; no session was created.
     Banned(UserRow),
 }
 
-/// Finds or creates the user, stores the login's session_key on it as the user's
-/// latest, creates the session, evicts sessions beyond the cap and remembers the code.
-/// Runs inside the writer's transaction. A user who already exists gets the session_key
-/// that `seal_session_key` seals for their public id.
+/// Finds the login's identity, or makes it: joined to the user that holds its unionid,
+/// else with a new user. Stores the login's session_key on the identity, creates the
+/// session and evicts sessions beyond the cap. Runs inside the writer's transaction. An
+/// identity of a user who already exists gets the session_key that `seal_session_key`
+/// seals for that user's public id (`None` for a login that brings none).
 pub fn record_login(
     conn: &Connection,
     login: &NewLogin,
-    seal_session_key: &dyn Fn(&str) -> Vec<u8>,
+    seal_session_key: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<LoginWritten, DbError> {
-    let inserted = conn
+    let found = conn
         .prepare_cached(
-            "INSERT INTO users (public_id, appid, openid, unionid, session_key, created_at, \
-             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
-             ON CONFLICT (appid, openid) DO NOTHING",
+            "SELECT id, user_id, unionid, created_at FROM identities \
+             WHERE appid = ?1 AND openid = ?2",
         )?
-        .execute(params![
-            login.user_public_id,
-            login.appid,
-            login.openid,
-            login.unionid,
-            login.new_user_session_key,
-            login.now
-        ])?;
-    let new_user = inserted == 1;
-    // A new user's row is exactly what was just inserted: reading it back would only
-    // cost a query on the writer, the one thread every login passes through.
-    let user = if new_user {
-        UserRow::new(
-            conn.last_insert_rowid(),
-            login.user_public_id.clone(),
-            login.appid.clone(),
-            login.openid.clone(),
-            login.unionid.clone(),
-            login.now,
-        )
-    } else {
-        if login.unionid.is_some() {
-            conn.prepare_cached(
-                "UPDATE users SET unionid = ?3, updated_at = ?4 \
-                 WHERE appid = ?1 AND openid = ?2 AND unionid IS NOT ?3",
-            )?
-            .execute(params![login.appid, login.openid, login.unionid, login.now])?;
+        .query_row(params![login.appid, login.openid], |r| {
+            Ok(IdentityRow {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                appid: login.appid.clone(),
+                openid: login.openid.clone(),
+                unionid: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })
+        .optional()?;
+    let (mut user, identity, new_user) = match found {
+        Some(identity) => {
+            let identity = note_unionid(conn, identity, login)?;
+            let user = user_by_id(conn, identity.user_id)?
+                .ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+            if !user.is_banned(login.now) {
+                store_session_key(conn, identity.id, seal_session_key(&user.public_id))?;
+            }
+            (user, identity, false)
         }
-        let sql = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users u WHERE u.appid = ?1 AND u.openid = ?2"
-        );
-        conn.prepare_cached(sql)?
-            .query_row(params![login.appid, login.openid], |r| user_from_row(r, 0))?
+        None => match user_of_unionid(conn, login.unionid.as_deref())? {
+            Some(mut user) => {
+                let identity =
+                    insert_identity(conn, user.id, login, seal_session_key(&user.public_id))?;
+                conn.prepare_cached("UPDATE users SET updated_at = ?2 WHERE id = ?1")?
+                    .execute(params![user.id, login.now])?;
+                user.updated_at = login.now;
+                user.apps.push(login.appid.clone());
+                user.apps.dedup();
+                append_event(
+                    conn,
+                    EventType::IdentityLinked,
+                    login.now,
+                    user.id,
+                    &serde_json::json!({ "appid": login.appid }),
+                )?;
+                (user, identity, false)
+            }
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO users (public_id, created_at, updated_at) VALUES (?1, ?2, ?2)",
+                )?
+                .execute(params![login.user_public_id, login.now])?;
+                // A new user's row is exactly what was just inserted: reading it back
+                // would only cost a query on the writer, the one thread every login
+                // passes through.
+                let user = UserRow::new(
+                    conn.last_insert_rowid(),
+                    login.user_public_id.clone(),
+                    login.appid.clone(),
+                    login.now,
+                );
+                let identity =
+                    insert_identity(conn, user.id, login, login.new_user_session_key.clone())?;
+                append_event(
+                    conn,
+                    EventType::UserCreated,
+                    login.now,
+                    user.id,
+                    &serde_json::json!({ "appid": login.appid }),
+                )?;
+                (user, identity, true)
+            }
+        },
     };
     if user.is_banned(login.now) {
         return Ok(LoginWritten::Banned(user));
     }
-    if !new_user {
-        conn.prepare_cached("UPDATE users SET session_key = ?2 WHERE id = ?1")?
-            .execute(params![user.id, seal_session_key(&user.public_id)])?;
+    if let Some(fill) = &login.profile {
+        fill_profile(conn, &mut user, fill, login.now)?;
     }
 
     conn.prepare_cached(
-        "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, expires_at, \
-         max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
+        "INSERT INTO sessions (public_id, secret_hash, user_id, identity_id, created_at, \
+         expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5)",
     )?
     .execute(params![
         login.session_public_id,
         &login.secret_hash[..],
         user.id,
+        identity.id,
         login.now,
         login.expires_at,
         login.max_expires_at
@@ -441,23 +558,11 @@ pub fn record_login(
     if !new_user {
         evict_beyond(conn, user.id, login.max_sessions, login.now)?;
     }
-    // Appended, never updated: should WeChat accept a code twice (it does not), the
-    // newer row is the one the server's index of recent codes points at.
-    conn.prepare_cached(
-        "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        &login.code_hash[..],
-        login.sealed_sid,
-        new_user,
-        login.code_expires_at
-    ])?;
-    let code_row = conn.last_insert_rowid();
     let session = SessionRow {
         id: session_id,
         public_id: login.session_public_id.clone(),
         user_id: user.id,
+        identity_id: identity.id,
         created_at: login.now,
         expires_at: login.expires_at,
         max_expires_at: login.max_expires_at,
@@ -468,9 +573,222 @@ pub fn record_login(
     Ok(LoginWritten::Session {
         session,
         user,
+        identity,
         new_user,
-        code_row,
     })
+}
+
+/// Stores the unionid a returning identity reports when it is new to it. When another
+/// user already holds that unionid (the apps were bound to one Open Platform account
+/// after both users were made), the pair is recorded as a conflict: both keep working
+/// until an admin merges them.
+fn note_unionid(
+    conn: &Connection,
+    mut identity: IdentityRow,
+    login: &NewLogin,
+) -> Result<IdentityRow, DbError> {
+    let Some(unionid) = &login.unionid else {
+        return Ok(identity);
+    };
+    if identity.unionid.as_ref() == Some(unionid) {
+        return Ok(identity);
+    }
+    conn.prepare_cached("UPDATE identities SET unionid = ?2 WHERE id = ?1")?
+        .execute(params![identity.id, unionid])?;
+    identity.unionid = Some(unionid.clone());
+    conn.prepare_cached(
+        "INSERT INTO conflicts (unionid, user_id, other_user_id, found_at) \
+         SELECT ?1, min(i.user_id), ?2, ?3 FROM identities i \
+         WHERE i.unionid = ?1 AND i.user_id <> ?2 HAVING count(*) > 0 \
+         ON CONFLICT (user_id, other_user_id) DO NOTHING",
+    )?
+    .execute(params![unionid, identity.user_id, login.now])?;
+    Ok(identity)
+}
+
+/// The user an identity with `unionid` belongs to; the oldest, should two (a conflict
+/// not yet merged) hold it.
+fn user_of_unionid(conn: &Connection, unionid: Option<&str>) -> Result<Option<UserRow>, DbError> {
+    let Some(unionid) = unionid else {
+        return Ok(None);
+    };
+    let user_id: Option<i64> = conn
+        .prepare_cached("SELECT min(user_id) FROM identities WHERE unionid = ?1")?
+        .query_row([unionid], |r| r.get(0))?;
+    match user_id {
+        Some(id) => user_by_id(conn, id),
+        None => Ok(None),
+    }
+}
+
+/// Inserts the login's identity for user `user_id`.
+fn insert_identity(
+    conn: &Connection,
+    user_id: i64,
+    login: &NewLogin,
+    session_key: Option<Vec<u8>>,
+) -> Result<IdentityRow, DbError> {
+    conn.prepare_cached(
+        "INSERT INTO identities (user_id, appid, openid, unionid, created_at, session_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user_id,
+        login.appid,
+        login.openid,
+        login.unionid,
+        login.now,
+        session_key
+    ])?;
+    Ok(IdentityRow {
+        id: conn.last_insert_rowid(),
+        user_id,
+        appid: login.appid.clone(),
+        openid: login.openid.clone(),
+        unionid: login.unionid.clone(),
+        created_at: login.now,
+    })
+}
+
+/// Replaces an identity's stored session_key, when the login brought one.
+fn store_session_key(
+    conn: &Connection,
+    identity_id: i64,
+    sealed: Option<Vec<u8>>,
+) -> Result<(), DbError> {
+    if let Some(sealed) = sealed {
+        conn.prepare_cached("UPDATE identities SET session_key = ?2 WHERE id = ?1")?
+            .execute(params![identity_id, sealed])?;
+    }
+    Ok(())
+}
+
+/// The sealed session_key stored on identity `identity_id`, if any.
+pub fn identity_session_key(
+    conn: &Connection,
+    identity_id: i64,
+) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT session_key FROM identities WHERE id = ?1")?
+        .query_row([identity_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Fills the user's nickname and avatar from `fill` where the user has none.
+fn fill_profile(
+    conn: &Connection,
+    user: &mut UserRow,
+    fill: &ProfileFill,
+    now: UnixTime,
+) -> Result<(), DbError> {
+    let nickname = fill.nickname.as_ref().filter(|_| user.nickname.is_none());
+    let avatar_url = fill
+        .avatar_url
+        .as_ref()
+        .filter(|_| user.avatar_url.is_none());
+    if nickname.is_none() && avatar_url.is_none() {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "UPDATE users SET nickname = coalesce(nickname, ?2), \
+         avatar_url = coalesce(avatar_url, ?3), updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![user.id, nickname, avatar_url, now])?;
+    if nickname.is_some() {
+        user.nickname = nickname.cloned();
+    }
+    if avatar_url.is_some() {
+        user.avatar_url = avatar_url.cloned();
+    }
+    user.updated_at = now;
+    Ok(())
+}
+
+/// Remembers a `wx.login` code that led to a session, so that a retry with the code
+/// gets the same session; returns the row's id. Appended, never updated: should WeChat
+/// accept a code twice (it does not), the newer row is the one the server's index of
+/// recent codes points at.
+pub fn remember_login_code(
+    conn: &Connection,
+    code_hash: &[u8; 32],
+    sealed_sid: &[u8],
+    new_user: bool,
+    expires_at: UnixTime,
+) -> Result<i64, DbError> {
+    conn.prepare_cached(
+        "INSERT INTO login_codes (code_hash, sealed_sid, new_user, expires_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![&code_hash[..], sealed_sid, new_user, expires_at])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The kinds of event in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    UserCreated,
+    IdentityLinked,
+    UserMerged,
+    UserBanned,
+    UserUnbanned,
+}
+
+impl EventType {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::UserCreated => "user.created",
+            EventType::IdentityLinked => "identity.linked",
+            EventType::UserMerged => "user.merged",
+            EventType::UserBanned => "user.banned",
+            EventType::UserUnbanned => "user.unbanned",
+        }
+    }
+}
+
+/// Appends an event about user `user_id` to the journal; `data` holds its other fields.
+pub fn append_event(
+    conn: &Connection,
+    kind: EventType,
+    at: UnixTime,
+    user_id: i64,
+    data: &serde_json::Value,
+) -> Result<(), DbError> {
+    conn.prepare_cached("INSERT INTO events (type, at, user_id, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![kind.as_str(), at, user_id, data.to_string()])?;
+    Ok(())
+}
+
+/// An event as the journal holds it, with its user's public id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub at: UnixTime,
+    pub user_public_id: String,
+    /// The type's other fields: a JSON object.
+    pub data: String,
+}
+
+/// Up to `limit` events after event `after`, oldest first.
+pub fn events_after(conn: &Connection, after: i64, limit: u32) -> Result<Vec<EventRow>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, e.type, e.at, u.public_id, e.data FROM events e \
+         JOIN users u ON u.id = e.user_id WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after, limit], |r| {
+            Ok(EventRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                at: r.get(2)?,
+                user_public_id: r.get(3)?,
+                data: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 /// Revokes a user's oldest live sessions so that at most `keep` remain.
@@ -636,48 +954,64 @@ pub fn update_profile(
 mod tests {
     use super::*;
 
-    fn login(code_hash: u8, sealed: u8, now: UnixTime) -> NewLogin {
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn login(appid: &str, openid: &str, unionid: Option<&str>, now: UnixTime) -> NewLogin {
         NewLogin {
             user_public_id: format!("u_{now}"),
             session_public_id: format!("s_{now}"),
-            appid: "wx1".into(),
-            openid: "o1".into(),
-            unionid: None,
+            appid: appid.into(),
+            openid: openid.into(),
+            unionid: unionid.map(Into::into),
             secret_hash: vec![now as u8; 38],
-            code_hash: [code_hash; 32],
-            sealed_sid: vec![sealed; 16],
-            new_user_session_key: format!("key of new u_{now}").into_bytes(),
+            new_user_session_key: Some(format!("key of new u_{now}").into_bytes()),
+            profile: None,
             now,
             expires_at: now + 100,
             max_expires_at: now + 1000,
-            code_expires_at: now + 300,
             max_sessions: 10,
         }
     }
 
-    fn sealed_for_returning(public_id: &str) -> Vec<u8> {
-        format!("key of returning {public_id}").into_bytes()
+    fn sealed_for_returning(public_id: &str) -> Option<Vec<u8>> {
+        Some(format!("key of returning {public_id}").into_bytes())
     }
 
-    fn code_row(written: LoginWritten) -> i64 {
-        match written {
-            LoginWritten::Session { code_row, .. } => code_row,
+    /// Records `login`, which must create a session; returns the user and whether it
+    /// is new.
+    fn record(conn: &Connection, login: &NewLogin) -> (UserRow, IdentityRow, bool) {
+        match record_login(conn, login, &sealed_for_returning).unwrap() {
+            LoginWritten::Session {
+                user,
+                identity,
+                new_user,
+                ..
+            } => (user, identity, new_user),
             LoginWritten::Banned(_) => panic!("not banned"),
         }
+    }
+
+    fn strings(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     /// Each login appends its code, and the row it names is found by its id and hash
     /// until the code expires.
     #[test]
     fn a_login_code_is_found_by_its_row_and_hash_until_it_expires() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        let first =
-            code_row(record_login(&conn, &login(1, 0xa1, 10), &sealed_for_returning).unwrap());
-        let again =
-            code_row(record_login(&conn, &login(1, 0xb2, 20), &sealed_for_returning).unwrap());
-        let other =
-            code_row(record_login(&conn, &login(2, 0xc3, 30), &sealed_for_returning).unwrap());
+        let conn = database();
+        let first = remember_login_code(&conn, &[1; 32], &[0xa1; 16], true, 310).unwrap();
+        let again = remember_login_code(&conn, &[1; 32], &[0xb2; 16], false, 320).unwrap();
+        let other = remember_login_code(&conn, &[2; 32], &[0xc3; 16], false, 330).unwrap();
         assert!(first < again && again < other, "appended in order");
 
         let found = |id, hash: u8, now| {
@@ -697,32 +1031,116 @@ mod tests {
         assert_eq!(live, [(again, 1), (other, 2)]);
     }
 
-    /// A new user's row is inserted with its session_key; a returning user's is replaced
-    /// by the one sealed for their public id, which a new user's login does not ask for.
+    /// A new user's identity is inserted with its session_key; a returning identity's
+    /// is replaced by the one sealed for its user's public id, which a new user's login
+    /// does not ask for.
     #[test]
-    fn a_login_stores_the_users_latest_session_key_on_their_row() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        let stored = |conn: &Connection| -> Vec<String> {
-            conn.prepare("SELECT public_id || ': ' || session_key FROM users ORDER BY id")
-                .unwrap()
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
+    fn a_login_stores_the_identitys_latest_session_key_on_its_row() {
+        let conn = database();
+        let stored = |conn: &Connection| {
+            strings(
+                conn,
+                "SELECT appid || ': ' || session_key FROM identities ORDER BY id",
+            )
         };
         let sealed_for = std::cell::RefCell::new(Vec::new());
         let seal = |public_id: &str| {
             sealed_for.borrow_mut().push(public_id.to_owned());
             sealed_for_returning(public_id)
         };
-        record_login(&conn, &login(1, 0, 10), &seal).unwrap();
-        assert_eq!(stored(&conn), ["u_10: key of new u_10"]);
+        record_login(&conn, &login("wx1", "o1", None, 10), &seal).unwrap();
+        assert_eq!(stored(&conn), ["wx1: key of new u_10"]);
         assert!(sealed_for.borrow().is_empty(), "{:?}", sealed_for.borrow());
 
-        record_login(&conn, &login(2, 0, 20), &seal).unwrap();
-        assert_eq!(stored(&conn), ["u_10: key of returning u_10"]);
+        record_login(&conn, &login("wx1", "o1", None, 20), &seal).unwrap();
+        assert_eq!(stored(&conn), ["wx1: key of returning u_10"]);
         assert_eq!(*sealed_for.borrow(), ["u_10"]);
+    }
+
+    /// A new identity whose unionid a user holds joins that user; one without a unionid
+    /// is a user of its own. The journal says which.
+    #[test]
+    fn a_new_identity_joins_the_user_holding_its_unionid() {
+        let conn = database();
+        let (first, _, new) = record(&conn, &login("wxmini", "o1", Some("un1"), 10));
+        assert!(new);
+        let (joined, identity, new) = record(&conn, &login("wxh5", "p1", Some("un1"), 20));
+        assert!(!new);
+        assert_eq!(joined.public_id, first.public_id);
+        assert_eq!(joined.apps, ["wxmini", "wxh5"]);
+        assert_eq!(identity.appid, "wxh5");
+        let (alone, _, new) = record(&conn, &login("wxh5", "p2", None, 30));
+        assert!(new);
+        assert_ne!(alone.public_id, first.public_id);
+
+        let read = user_by_public_id(&conn, &first.public_id).unwrap().unwrap();
+        assert_eq!(read.apps, ["wxmini", "wxh5"]);
+        assert_eq!(read.updated_at, 20);
+        let events: Vec<String> = events_after(&conn, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {} {} {}", e.id, e.kind, e.user_public_id, e.data))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                r#"1 user.created u_10 {"appid":"wxmini"}"#,
+                r#"2 identity.linked u_10 {"appid":"wxh5"}"#,
+                r#"3 user.created u_30 {"appid":"wxh5"}"#,
+            ]
+        );
+        assert_eq!(events_after(&conn, 2, 10).unwrap().len(), 1);
+        assert_eq!(events_after(&conn, 0, 1).unwrap().len(), 1);
+    }
+
+    /// Two users made before their apps were bound: the later unionid makes a conflict,
+    /// not a merge, and both keep logging in as themselves.
+    #[test]
+    fn a_unionid_that_arrives_late_is_recorded_as_a_conflict() {
+        let conn = database();
+        let (mini, _, _) = record(&conn, &login("wxmini", "o1", Some("un1"), 10));
+        let (web, _, _) = record(&conn, &login("wxh5", "p1", None, 20));
+        let (again, identity, new) = record(&conn, &login("wxh5", "p1", Some("un1"), 30));
+        assert!(!new);
+        assert_eq!(again.public_id, web.public_id, "not merged silently");
+        assert_eq!(identity.unionid.as_deref(), Some("un1"));
+        let conflicts = strings(
+            &conn,
+            "SELECT concat_ws(' ', unionid, user_id, other_user_id, found_at) FROM conflicts",
+        );
+        assert_eq!(conflicts, [format!("un1 {} {} 30", mini.id, web.id)]);
+        record(&conn, &login("wxh5", "p1", Some("un1"), 40));
+        assert_eq!(
+            strings(&conn, "SELECT CAST(count(*) AS TEXT) FROM conflicts"),
+            ["1"],
+            "recorded once"
+        );
+        let (mini_again, _, _) = record(&conn, &login("wxmini", "o1", Some("un1"), 50));
+        assert_eq!(mini_again.public_id, mini.public_id);
+    }
+
+    /// WeChat's nickname and avatar fill only the fields a user has not set.
+    #[test]
+    fn a_web_login_fills_only_empty_profile_fields() {
+        let conn = database();
+        let mut first = login("wxh5", "p1", None, 10);
+        first.new_user_session_key = None;
+        first.profile = Some(ProfileFill {
+            nickname: Some("Wei".into()),
+            avatar_url: None,
+        });
+        let (user, _, _) = record(&conn, &first);
+        assert_eq!(user.nickname.as_deref(), Some("Wei"));
+        let mut second = login("wxh5", "p1", None, 20);
+        second.profile = Some(ProfileFill {
+            nickname: Some("Changed".into()),
+            avatar_url: Some("https://wx.qlogo.cn/a".into()),
+        });
+        let (user, _, _) = record(&conn, &second);
+        assert_eq!(user.nickname.as_deref(), Some("Wei"));
+        assert_eq!(user.avatar_url.as_deref(), Some("https://wx.qlogo.cn/a"));
+        let stored = user_by_id(&conn, user.id).unwrap().unwrap();
+        assert_eq!(stored, user, "what the login returns is what is stored");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `content_check_unavailable` policy.
 
 use crate::config::{AppConfig, ContentCheckPolicy};
-use crate::db::queries::UserRow;
+use crate::db::queries::{IdentityRow, UserRow};
 use crate::domain::error::Error;
 use crate::domain::profiles::Profiles;
 use crate::wechat::client::Suggestion;
@@ -14,6 +14,7 @@ pub async fn check_nickname(
     profiles: &Profiles,
     app: &AppConfig,
     user: &UserRow,
+    identity: &IdentityRow,
     nickname: &str,
 ) -> Result<(), Error> {
     if !app.content_check {
@@ -25,7 +26,7 @@ pub async fn check_nickname(
             profiles
                 .wechat
                 .client()
-                .msg_sec_check(&token, &user.openid, nickname)
+                .msg_sec_check(&token, &identity.openid, nickname)
                 .await
         })
         .await;

@@ -43,6 +43,9 @@ pub enum Error {
     /// Encrypted data does not decrypt, or is not what was expected.
     #[error("{0}")]
     DecryptFailed(Cow<'static, str>),
+    /// A valid credential without the right to this call.
+    #[error("{0}")]
+    Forbidden(String),
     /// The stored session_key is missing or stale.
     #[error("the WeChat session_key is missing or stale; call wx.login, log in again, then retry")]
     SessionKeyExpired,

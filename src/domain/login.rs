@@ -13,7 +13,9 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::config::AppConfig;
 use crate::db::Db;
-use crate::db::queries::{self, LoginWritten, NewLogin, SessionRow, UserRow};
+use crate::db::queries::{
+    self, IdentityRow, LoginWritten, NewLogin, SessionOwner, SessionRow, UserRow,
+};
 use crate::domain::error::Error;
 use crate::domain::recent_codes::{CODE_LIFETIME_SECS, RecentCodes};
 use crate::domain::session_keys;
@@ -29,6 +31,8 @@ pub struct LoginOutcome {
     pub token: String,
     pub session: SessionRow,
     pub user: UserRow,
+    /// The identity the session logged in with.
+    pub identity: IdentityRow,
     pub new_user: bool,
 }
 
@@ -177,26 +181,25 @@ impl Logins {
         let user_public_id = random::ordered_id("u_", draw.take());
         let session_key = wx.session_key;
         let new = NewLogin {
-            new_user_session_key: session_keys::seal(
+            new_user_session_key: Some(session_keys::seal(
                 &self.data_keys,
                 &user_public_id,
                 &session_key,
                 draw.take(),
-            ),
+            )),
             user_public_id,
             session_public_id: random::ordered_id("s_", draw.take()),
             appid: app.appid.clone(),
             openid: wx.openid,
             unionid: wx.unionid,
             secret_hash: secret.lookup_key(),
-            code_hash: key,
-            sealed_sid: seal(&app.appid, code, secret.as_bytes()),
+            profile: None,
             now,
             expires_at: sessions::sliding_expiry(now, ttl, max_expires_at),
             max_expires_at,
-            code_expires_at: now + CODE_LIFETIME_SECS,
             max_sessions: self.policy.max_sessions,
         };
+        let sealed_sid = seal(&app.appid, code, secret.as_bytes());
         // Should the write run again (another write in its batch failed), it may seal with
         // this nonce again; only one of its runs is ever committed.
         let returning_nonce = draw.take();
@@ -204,27 +207,49 @@ impl Logins {
         let written = self
             .db
             .write(move |c| {
-                queries::record_login(c, &new, &|public_id| {
-                    session_keys::seal(&keys, public_id, &session_key, returning_nonce)
-                })
+                let written = queries::record_login(c, &new, &|public_id| {
+                    Some(session_keys::seal(
+                        &keys,
+                        public_id,
+                        &session_key,
+                        returning_nonce,
+                    ))
+                })?;
+                let code_row = match &written {
+                    LoginWritten::Session { new_user, .. } => Some(queries::remember_login_code(
+                        c,
+                        &key,
+                        &sealed_sid,
+                        *new_user,
+                        now + CODE_LIFETIME_SECS,
+                    )?),
+                    LoginWritten::Banned(_) => None,
+                };
+                Ok((written, code_row))
             })
             .await?;
         match written {
-            LoginWritten::Banned(user) => Err(banned(&user)),
-            LoginWritten::Session {
-                session,
-                user,
-                new_user,
+            (LoginWritten::Banned(user), _) => Err(banned(&user)),
+            (
+                LoginWritten::Session {
+                    session,
+                    user,
+                    identity,
+                    new_user,
+                },
                 code_row,
-            } => {
+            ) => {
                 // Before the answer, and before a retry with this code stops waiting for
                 // this login and looks for its record instead.
-                self.recent_codes.note(&key, code_row, now);
+                if let Some(code_row) = code_row {
+                    self.recent_codes.note(&key, code_row, now);
+                }
                 tracing::info!(user = %user.public_id, session = %session.public_id, new_user, "login");
                 Ok(LoginOutcome {
                     token: self.keys.current().sign(&secret),
                     session,
                     user,
+                    identity,
                     new_user,
                 })
             }
@@ -266,7 +291,12 @@ impl Logins {
             return Ok(None);
         };
         let secret = secret.ok_or(Error::Broken("a stored login code is damaged".into()))?;
-        let Some((session, user)) = session else {
+        let Some(SessionOwner {
+            session,
+            user,
+            identity,
+        }) = session
+        else {
             return Ok(None);
         };
         if sessions::check_live(&session, now).is_err() {
@@ -280,6 +310,7 @@ impl Logins {
             token: self.keys.current().sign(&secret),
             session,
             user,
+            identity,
             new_user,
         }))
     }

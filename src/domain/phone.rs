@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::db::queries::UserRow;
+use crate::db::queries::{IdentityRow, UserRow};
 use crate::domain::error::Error;
 use crate::domain::profiles::Profiles;
 use crate::domain::session_keys;
@@ -46,9 +46,10 @@ impl From<PhoneInfo> for PhoneView {
 pub async fn bind(
     profiles: &Profiles,
     user: &UserRow,
+    identity: &IdentityRow,
     request: PhoneRequest,
 ) -> Result<PhoneView, Error> {
-    let app = profiles.app_of(user)?;
+    let app = profiles.app_of(identity)?;
     let info = match request {
         PhoneRequest {
             code: Some(code),
@@ -73,7 +74,7 @@ pub async fn bind(
             encrypted_data: Some(encrypted_data),
             iv: Some(iv),
         } => {
-            let session_key = session_keys::require(profiles, user).await?;
+            let session_key = session_keys::require(profiles, user, identity).await?;
             match crypto::open_data(session_key.expose(), &encrypted_data, &iv, &app.appid) {
                 Ok(data) => serde_json::from_value(Value::Object(data)).map_err(|_| {
                     Error::DecryptFailed(
@@ -86,6 +87,7 @@ pub async fn bind(
                         profiles,
                         app,
                         user,
+                        identity,
                         &session_key,
                         session_keys::decrypt_failed(reason),
                     )

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::db::queries::{self, FieldValue, ProfileField, UserRow};
+use crate::db::queries::{self, FieldValue, IdentityRow, ProfileField, UserRow};
 use crate::domain::content_check;
 use crate::domain::error::Error;
 use crate::domain::profiles::Profiles;
@@ -13,13 +13,20 @@ const TEXT_MAX_CHARS: usize = 64;
 const AVATAR_URL_MAX_BYTES: usize = 1024;
 
 /// Applies a `PATCH /v1/me` body to `user`, checking a new nickname with WeChat where
-/// the app asks for it; returns the updated user.
-pub async fn update(profiles: &Profiles, user: &UserRow, patch: Value) -> Result<UserRow, Error> {
+/// the app of `identity` (the one the user logged in with) asks for it; returns the
+/// updated user.
+pub async fn update(
+    profiles: &Profiles,
+    user: &UserRow,
+    identity: &IdentityRow,
+    patch: Value,
+) -> Result<UserRow, Error> {
     let changes = parse_patch(patch, profiles.public_url.as_deref())?;
     if let Some((_, FieldValue::Text(nickname))) =
         changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
     {
-        content_check::check_nickname(profiles, profiles.app_of(user)?, user, nickname).await?;
+        let app = profiles.app_of(identity)?;
+        content_check::check_nickname(profiles, app, user, identity, nickname).await?;
     }
     if changes.is_empty() {
         return Ok(user.clone());

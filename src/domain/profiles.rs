@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::{AppConfig, ContentCheckPolicy};
 use crate::db::Db;
-use crate::db::queries::UserRow;
+use crate::db::queries::IdentityRow;
 use crate::domain::error::Error;
 use crate::keys::crypto::DataKeys;
 use crate::wechat::access_token::AccessTokens;
@@ -53,12 +53,12 @@ impl Profiles {
         }
     }
 
-    /// The configured app `user` belongs to; `UnknownApp` if it was removed from the
-    /// configuration since the user logged in.
-    pub fn app_of(&self, user: &UserRow) -> Result<&AppConfig, Error> {
+    /// The configured app of `identity`; `UnknownApp` if it was removed from the
+    /// configuration since the user logged in with it.
+    pub fn app_of(&self, identity: &IdentityRow) -> Result<&AppConfig, Error> {
         self.apps
             .iter()
-            .find(|a| a.appid == user.appid)
+            .find(|a| a.appid == identity.appid)
             .ok_or(Error::UnknownApp(
                 "the user's app is no longer configured on this server",
             ))

@@ -1,5 +1,6 @@
-//! Service keys: the credentials the team's own services present to `POST /v1/introspect`.
-//! A key is `wxsk_` and 32 random bytes; only its SHA-256 is stored. Keys are looked up
+//! Service keys: the credentials the team's own services present to the backend routes
+//! (`POST /v1/introspect`, `GET /v1/events`, …), each allowed only the routes of its
+//! scopes. A key is `wxsk_` and 32 random bytes; only its SHA-256 is stored. Keys are looked up
 //! in the database on every call, so one created or revoked by `wxauth service-keys`
 //! takes effect at once, also while a server is running.
 
@@ -39,8 +40,57 @@ pub enum ServiceKeyError {
     NotFound(String),
     #[error("the service key `{0}` is already revoked")]
     AlreadyRevoked(String),
+    #[error("{0}")]
+    InvalidScopes(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// What a service key may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// `POST /v1/introspect`; what every key made before scopes existed may do.
+    Introspect,
+    /// The shared WeChat access_token.
+    AccessToken,
+    /// `GET /v1/events`.
+    Events,
+}
+
+impl Scope {
+    /// Every scope, in the order they are listed.
+    pub const ALL: [Scope; 3] = [Scope::Introspect, Scope::AccessToken, Scope::Events];
+
+    /// The scope's name, as stored and written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Introspect => "introspect",
+            Scope::AccessToken => "access_token",
+            Scope::Events => "events",
+        }
+    }
+}
+
+/// Parses a comma-separated list of scopes (at least one; each once, in any order) into
+/// the scopes in their listed order.
+pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
+    let mut scopes = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let scope = Scope::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` is not a scope; the scopes are {}",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                )
+            })?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    scopes.sort();
+    Ok(scopes)
 }
 
 /// A service key as stored: everything but the key.
@@ -54,6 +104,7 @@ pub struct ServiceKeyRow {
     pub created_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
     pub last_used_at: Option<UnixTime>,
+    pub scopes: Vec<Scope>,
 }
 
 impl ServiceKeyRow {
@@ -61,11 +112,25 @@ impl ServiceKeyRow {
     pub fn is_live(&self) -> bool {
         self.revoked_at.is_none()
     }
+
+    /// The scopes as stored: names joined by commas.
+    pub fn scope_list(&self) -> String {
+        join_scopes(&self.scopes)
+    }
 }
 
-const COLUMNS: &str = "id, public_id, name, created_at, revoked_at, last_used_at";
+fn join_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+const COLUMNS: &str = "id, public_id, name, created_at, revoked_at, last_used_at, scopes";
 
 fn row(r: &Row) -> rusqlite::Result<ServiceKeyRow> {
+    let scopes: String = r.get(6)?;
     Ok(ServiceKeyRow {
         id: r.get(0)?,
         public_id: r.get(1)?,
@@ -73,6 +138,10 @@ fn row(r: &Row) -> rusqlite::Result<ServiceKeyRow> {
         created_at: r.get(3)?,
         revoked_at: r.get(4)?,
         last_used_at: r.get(5)?,
+        // Only this module writes the column, from parsed scopes.
+        scopes: parse_scopes(&scopes).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+        })?,
     })
 }
 
@@ -120,14 +189,23 @@ fn looks_like_key(text: &str) -> bool {
     })
 }
 
-/// Creates a key named `name` and returns its row and the key itself, which is not
-/// stored and so cannot be shown again.
+/// Creates a key named `name` allowed `scopes` and returns its row and the key itself,
+/// which is not stored and so cannot be shown again.
 pub fn create(
     conn: &Connection,
     name: &str,
+    scopes: &[Scope],
     now: UnixTime,
 ) -> Result<(ServiceKeyRow, Secret), ServiceKeyError> {
     validate_name(name).map_err(ServiceKeyError::InvalidName)?;
+    if scopes.is_empty() {
+        return Err(ServiceKeyError::InvalidScopes(
+            "a service key needs at least one scope".into(),
+        ));
+    }
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
     let key = format!(
         "{KEY_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(random::bytes::<KEY_BYTES>())
@@ -135,10 +213,18 @@ pub fn create(
     let public_id = random::public_id(ID_PREFIX);
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO service_keys (public_id, name, key_hash, created_at) \
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO service_keys (public_id, name, key_hash, created_at, scopes) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .and_then(|mut s| s.execute(params![public_id, name, &hash(&key)[..], now]));
+        .and_then(|mut s| {
+            s.execute(params![
+                public_id,
+                name,
+                &hash(&key)[..],
+                now,
+                join_scopes(&scopes)
+            ])
+        });
     match inserted {
         Ok(_) => {}
         // The id and hash are random; the one constraint a caller can hit is the name.
@@ -156,6 +242,7 @@ pub fn create(
         created_at: now,
         revoked_at: None,
         last_used_at: None,
+        scopes,
     };
     Ok((row, Secret::new(key)))
 }
@@ -234,11 +321,13 @@ pub fn touch(conn: &Connection, id: i64, now: UnixTime) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Checks the `Authorization: Bearer <service key>` of a request against the live keys.
+/// Checks the `Authorization: Bearer <service key>` of a request against the live keys,
+/// and that the key has `scope`.
 pub async fn authenticate(
     db: &Db,
     clock: &dyn Clock,
     authorization: Option<&str>,
+    scope: Scope,
 ) -> Result<ServiceKeyRow, Error> {
     let key = bearer_token(authorization).map_err(|_| {
         Error::InvalidToken(
@@ -262,6 +351,15 @@ pub async fn authenticate(
     {
         let id = found.id;
         db.write_detached(move |c| touch(c, id, now));
+    }
+    if !found.scopes.contains(&scope) {
+        return Err(Error::Forbidden(format!(
+            "the service key `{}` lacks the scope `{}`; create a key with it: \
+             wxauth service-keys create NAME --scope {}",
+            found.name,
+            scope.as_str(),
+            scope.as_str()
+        )));
     }
     Ok(found)
 }
@@ -299,7 +397,7 @@ mod tests {
     #[test]
     fn a_key_is_stored_only_as_its_hash_and_found_by_it() {
         let (_dir, conn) = database();
-        let (created, key) = create(&conn, "billing", 100).unwrap();
+        let (created, key) = create(&conn, "billing", &[Scope::Introspect], 100).unwrap();
         let key = key.expose().to_owned();
         assert!(looks_like_key(&key), "{key}");
         assert!(created.public_id.starts_with(ID_PREFIX));
@@ -314,15 +412,15 @@ mod tests {
     #[test]
     fn names_are_unique_among_live_keys_only() {
         let (_dir, conn) = database();
-        let (first, _) = create(&conn, "billing", 100).unwrap();
+        let (first, _) = create(&conn, "billing", &[Scope::Introspect], 100).unwrap();
         assert!(matches!(
-            create(&conn, "billing", 101),
+            create(&conn, "billing", &[Scope::Introspect], 101),
             Err(ServiceKeyError::NameTaken(_))
         ));
         let revoked = revoke(&conn, "billing", 102).unwrap();
         assert_eq!(revoked.id, first.id);
         assert_eq!(revoked.revoked_at, Some(102));
-        let (second, _) = create(&conn, "billing", 103).unwrap();
+        let (second, _) = create(&conn, "billing", &[Scope::Introspect], 103).unwrap();
         assert_ne!(second.id, first.id);
         assert_eq!(list(&conn).unwrap().len(), 2);
     }
@@ -330,7 +428,7 @@ mod tests {
     #[test]
     fn revoke_by_id_or_name_and_explain_failures() {
         let (_dir, conn) = database();
-        let (key, secret) = create(&conn, "search", 100).unwrap();
+        let (key, secret) = create(&conn, "search", &[Scope::Introspect], 100).unwrap();
         assert!(matches!(
             revoke(&conn, "nothing", 101),
             Err(ServiceKeyError::NotFound(_))
@@ -354,7 +452,7 @@ mod tests {
     #[test]
     fn the_key_never_shows_in_debug_output() {
         let (_dir, conn) = database();
-        let (_, key) = create(&conn, "logs", 1).unwrap();
+        let (_, key) = create(&conn, "logs", &[Scope::Introspect], 1).unwrap();
         assert!(!format!("{key:?}").contains(KEY_PREFIX));
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use warp::http::{HeaderName, HeaderValue};
 
-use crate::db::queries::{SessionRow, UserRow};
+use crate::db::queries::{IdentityRow, SessionOwner, SessionRow, UserRow};
 use crate::db::{ChangedRow, Changes, Mark};
 use crate::spread::spread;
 
@@ -37,21 +37,23 @@ const COPY_AGE_SPREAD_BITS: u32 = 15;
 /// other.
 const SHARDS: usize = 16;
 
-/// A session and its user, as read together.
+/// A session, its user and the identity it logged in with, as read together.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
+    pub identity: Arc<IdentityRow>,
     /// What every request served from the same copy shares.
     pub copy: Arc<CopyState>,
 }
 
 impl Found {
-    /// A session and its user as just read.
-    pub fn new(session: SessionRow, user: UserRow) -> Found {
+    /// A session, its user and its identity as just read.
+    pub fn new(owner: SessionOwner) -> Found {
         Found {
-            session: Arc::new(session),
-            user: Arc::new(user),
+            session: Arc::new(owner.session),
+            user: Arc::new(owner.user),
+            identity: Arc::new(owner.identity),
             copy: Arc::default(),
         }
     }
@@ -178,6 +180,7 @@ impl SessionCache {
         let rows = [
             ChangedRow::Session(found.session.id),
             ChangedRow::User(found.user.id),
+            ChangedRow::Identity(found.identity.id),
         ];
         self.changes
             .unchanged_since(ticket.mark, &rows, now)
@@ -224,11 +227,12 @@ mod tests {
     }
 
     fn found(session: i64, user: i64) -> Found {
-        Found::new(
-            SessionRow {
+        Found::new(SessionOwner {
+            session: SessionRow {
                 id: session,
                 public_id: format!("s_{session}"),
                 user_id: user,
+                identity_id: user,
                 created_at: 0,
                 expires_at: 10,
                 max_expires_at: 20,
@@ -236,8 +240,16 @@ mod tests {
                 revoked_at: None,
                 revoked_reason: None,
             },
-            UserRow::new(user, format!("u_{user}"), "wx1".into(), "o".into(), None, 0),
-        )
+            user: UserRow::new(user, format!("u_{user}"), "wx1".into(), 0),
+            identity: IdentityRow {
+                id: user,
+                user_id: user,
+                appid: "wx1".into(),
+                openid: "o".into(),
+                unionid: None,
+                created_at: 0,
+            },
+        })
     }
 
     fn key(n: u16) -> [u8; 32] {
@@ -254,11 +266,14 @@ mod tests {
         let cache = SessionCache::new(Arc::clone(db.changes()));
         db.write(|c| {
             c.execute_batch(
-                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at)
-                     VALUES (1, 'u_1', 'wx1', 'o1', 0, 0), (2, 'u_2', 'wx1', 'o2', 0, 0);
-                 INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
-                     expires_at, max_expires_at, last_seen_at)
-                     VALUES (10, 's_10', x'00', 1, 0, 1, 1, 0), (20, 's_20', x'01', 2, 0, 1, 1, 0);",
+                "INSERT INTO users (id, public_id, created_at, updated_at)
+                     VALUES (1, 'u_1', 0, 0), (2, 'u_2', 0, 0);
+                 INSERT INTO identities (id, user_id, appid, openid, created_at)
+                     VALUES (1, 1, 'wx1', 'o1', 0), (2, 2, 'wx1', 'o2', 0);
+                 INSERT INTO sessions (id, public_id, secret_hash, user_id, identity_id,
+                     created_at, expires_at, max_expires_at, last_seen_at)
+                     VALUES (10, 's_10', x'00', 1, 1, 0, 1, 1, 0),
+                            (20, 's_20', x'01', 2, 2, 0, 1, 1, 0);",
             )?;
             Ok(())
         })
@@ -300,9 +315,20 @@ mod tests {
 
         // A copy read before a change but kept after it is not used either.
         let ticket = cache.ticket();
-        update("DELETE FROM users WHERE id = 2").await.unwrap();
+        update("UPDATE users SET nickname = 'x' WHERE id = 2")
+            .await
+            .unwrap();
         cache.insert(key(2), found(20, 2), ticket);
-        assert!(cache.get(&key(2)).is_none(), "read before the delete");
+        assert!(cache.get(&key(2)).is_none(), "read before the update");
+
+        // The identity a session logged in with is part of its copy too.
+        let ticket = cache.ticket();
+        cache.insert(key(1), found(10, 1), ticket);
+        assert!(cache.get(&key(1)).is_some());
+        update("UPDATE identities SET unionid = 'un' WHERE id = 1")
+            .await
+            .unwrap();
+        assert!(cache.get(&key(1)).is_none(), "the identity changed");
         db.close().await;
     }
 
@@ -415,9 +441,9 @@ mod tests {
         };
 
         on_neighbour(
-            "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at,
-                 expires_at, max_expires_at, last_seen_at)
-                 VALUES (?1, 's_n', x'02', 1, 0, 1, 1, 0)",
+            "INSERT INTO sessions (id, public_id, secret_hash, user_id, identity_id,
+                 created_at, expires_at, max_expires_at, last_seen_at)
+                 VALUES (?1, 's_n', x'02', 1, 1, 0, 1, 1, 0)",
         )
         .await
         .unwrap();

@@ -1,18 +1,16 @@
-//! Each user's latest WeChat session_key, kept sealed (AES-256-GCM, bound to the user's
-//! public id) and used only on the server: for legacy open-data decryption and to ask
+//! Each identity's latest WeChat session_key, kept sealed (AES-256-GCM, bound to its
+//! user's public id) and used only on the server: for legacy open-data decryption and to ask
 //! WeChat's `checksession` whether it is still current.
 
-use rusqlite::OptionalExtension;
-
 use crate::config::AppConfig;
-use crate::db::queries::UserRow;
+use crate::db::queries::{self, IdentityRow, UserRow};
 use crate::domain::error::Error;
 use crate::domain::profiles::Profiles;
 use crate::keys::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
 use crate::keys::secret::Secret;
 
 /// `session_key` sealed for the user whose public id is `public_id`, with `nonce` (fresh
-/// random bytes), as a login stores it on the user's row (`users.session_key`).
+/// random bytes), as a login stores it on the identity's row (`identities.session_key`).
 pub fn seal(
     keys: &DataKeys,
     public_id: &str,
@@ -27,21 +25,18 @@ pub fn seal(
     )
 }
 
-/// The user's stored session_key; `None` when there is none or it cannot be opened
-/// (sealed under another data key, e.g. after restoring a database without its key
-/// file): either way the user must log in again.
-async fn load(profiles: &Profiles, user: &UserRow) -> Result<Option<Secret>, Error> {
-    let user_id = user.id;
-    let sealed: Option<Vec<u8>> = profiles
+/// The session_key stored for `user`'s `identity`; `None` when there is none or it
+/// cannot be opened (sealed under another data key, e.g. after restoring a database
+/// without its key file): either way the user must log in again.
+async fn load(
+    profiles: &Profiles,
+    user: &UserRow,
+    identity: &IdentityRow,
+) -> Result<Option<Secret>, Error> {
+    let identity_id = identity.id;
+    let sealed = profiles
         .db
-        .read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT session_key FROM users WHERE id = ?1")?
-                    .query_row([user_id], |r| r.get(0))
-                    .optional()?
-                    .flatten(),
-            )
-        })
+        .read(move |c| queries::identity_session_key(c, identity_id))
         .await?;
     let Some(sealed) = sealed else {
         return Ok(None);
@@ -57,8 +52,12 @@ async fn load(profiles: &Profiles, user: &UserRow) -> Result<Option<Secret>, Err
 }
 
 /// The stored session_key, or `session_key_expired`.
-pub async fn require(profiles: &Profiles, user: &UserRow) -> Result<Secret, Error> {
-    load(profiles, user).await?.ok_or_else(expired)
+pub async fn require(
+    profiles: &Profiles,
+    user: &UserRow,
+    identity: &IdentityRow,
+) -> Result<Secret, Error> {
+    load(profiles, user, identity).await?.ok_or_else(expired)
 }
 
 /// `session_key_expired`: the client must call `wx.login` and log in again.
@@ -74,6 +73,7 @@ pub async fn explain_failure(
     profiles: &Profiles,
     app: &AppConfig,
     user: &UserRow,
+    identity: &IdentityRow,
     session_key: &Secret,
     otherwise: Error,
 ) -> Error {
@@ -84,7 +84,7 @@ pub async fn explain_failure(
             profiles
                 .wechat
                 .client()
-                .check_session(&token, &user.openid, signature)
+                .check_session(&token, &identity.openid, signature)
                 .await
         })
         .await;

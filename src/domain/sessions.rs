@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::clock::{Clock, UnixTime};
 use crate::db::Db;
-use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
+use crate::db::queries::{self, IdentityRow, RevokeReason, SessionRow, UserRow};
 use crate::domain::error::{Error, Revocation};
 use crate::domain::session_cache::{CopyState, Found, SessionCache};
 use crate::keys::token::{SessionSecret, SigningKeys};
@@ -38,6 +38,8 @@ fn touch_due(session: &SessionRow, now: UnixTime) -> bool {
 pub struct Authenticated {
     pub session: Arc<SessionRow>,
     pub user: Arc<UserRow>,
+    /// The identity the session logged in with.
+    pub identity: Arc<IdentityRow>,
     /// What the requests served from the same copy in memory share.
     pub copy: Arc<CopyState>,
     /// The secret from the token, to sign a fresh token for the same session.
@@ -155,6 +157,7 @@ impl Sessions {
         let Found {
             session,
             user,
+            identity,
             copy,
         } = self.find_session(&secret).await?;
         let now = self.clock.now();
@@ -170,6 +173,7 @@ impl Sessions {
         Ok(Authenticated {
             session,
             user,
+            identity,
             copy,
             secret,
         })
@@ -188,10 +192,10 @@ impl Sessions {
         // future of every authenticated request.
         let found = Box::pin(self.db.read(move |c| queries::session_by_secret(c, &key))).await?;
         self.reads.inc();
-        let Some((session, user)) = found else {
+        let Some(owner) = found else {
             return Err(Error::InvalidToken("the token names no known session"));
         };
-        let found = Found::new(session, user);
+        let found = Found::new(owner);
         self.cache.insert(hash, found.clone(), ticket);
         Ok(found)
     }
@@ -235,6 +239,7 @@ mod tests {
             id: 1,
             public_id: "s_1".into(),
             user_id: 1,
+            identity_id: 1,
             created_at: 0,
             expires_at,
             max_expires_at: 1000,

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::db::queries::{self, FieldValue, ProfileField, UserRow};
+use crate::db::queries::{self, FieldValue, IdentityRow, ProfileField, UserRow};
 use crate::domain::content_check;
 use crate::domain::error::Error;
 use crate::domain::profile;
@@ -41,10 +41,11 @@ const WECHAT_FIELDS: [(&str, ProfileField); 7] = [
 pub async fn apply(
     profiles: &Profiles,
     user: &UserRow,
+    identity: &IdentityRow,
     request: ProfileRequest,
 ) -> Result<UserRow, Error> {
-    let app = profiles.app_of(user)?;
-    let session_key = session_keys::require(profiles, user).await?;
+    let app = profiles.app_of(identity)?;
+    let session_key = session_keys::require(profiles, user, identity).await?;
     // A key WeChat has since replaced shows up first as a bad signature, so a mismatch
     // also asks WeChat whether the key is stale.
     if !crypto::raw_data_signature_matches(
@@ -55,9 +56,15 @@ pub async fn apply(
         let invalid = Error::InvalidSignature(
             "the signature does not match raw_data; send both exactly as WeChat gave them",
         );
-        return Err(
-            session_keys::explain_failure(profiles, app, user, &session_key, invalid).await,
-        );
+        return Err(session_keys::explain_failure(
+            profiles,
+            app,
+            user,
+            identity,
+            &session_key,
+            invalid,
+        )
+        .await);
     }
     let data = match crypto::open_data(
         session_key.expose(),
@@ -68,14 +75,20 @@ pub async fn apply(
         Ok(data) => data,
         Err(reason) => {
             let failed = session_keys::decrypt_failed(reason);
-            return Err(
-                session_keys::explain_failure(profiles, app, user, &session_key, failed).await,
-            );
+            return Err(session_keys::explain_failure(
+                profiles,
+                app,
+                user,
+                identity,
+                &session_key,
+                failed,
+            )
+            .await);
         }
     };
     if data
         .get("openId")
-        .is_some_and(|id| id.as_str() != Some(user.openid.as_str()))
+        .is_some_and(|id| id.as_str() != Some(identity.openid.as_str()))
     {
         return Err(Error::DecryptFailed(
             "the decrypted data belongs to another user".into(),
@@ -85,7 +98,7 @@ pub async fn apply(
     if let Some((_, FieldValue::Text(nickname))) =
         changes.iter().find(|(f, _)| *f == ProfileField::Nickname)
     {
-        content_check::check_nickname(profiles, app, user, nickname).await?;
+        content_check::check_nickname(profiles, app, user, identity, nickname).await?;
     }
     if changes.is_empty() {
         return Ok(user.clone());

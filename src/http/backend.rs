@@ -13,8 +13,10 @@ use super::body::RawBody;
 use super::error::ApiError;
 use super::json::json;
 use super::state::AppState;
+use crate::clock::rfc3339;
+use crate::db::queries;
 use crate::domain::Error;
-use crate::domain::service_keys;
+use crate::domain::service_keys::{self, Scope};
 use crate::domain::sessions::Authenticated;
 
 /// The public user id.
@@ -58,15 +60,15 @@ pub async fn forward(
 
 /// The `X-Auth-*` headers naming the caller.
 fn identity_headers(auth: &Authenticated) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
-    let user = &auth.user;
+    let identity = &auth.identity;
     let mut headers = vec![
-        (USER_ID_HEADER, value(&user.public_id)?),
-        (OPENID_HEADER, value(&user.openid)?),
+        (USER_ID_HEADER, value(&auth.user.public_id)?),
+        (OPENID_HEADER, value(&identity.openid)?),
     ];
-    if let Some(unionid) = &user.unionid {
+    if let Some(unionid) = &identity.unionid {
         headers.push((UNIONID_HEADER, value(unionid)?));
     }
-    headers.push((APPID_HEADER, value(&user.appid)?));
+    headers.push((APPID_HEADER, value(&identity.appid)?));
     headers.push((SESSION_ID_HEADER, value(&auth.session.public_id)?));
     Ok(headers)
 }
@@ -101,9 +103,9 @@ impl<'a> From<&'a Authenticated> for ActiveToken<'a> {
             active: true,
             sub: &auth.user.public_id,
             sid: &auth.session.public_id,
-            appid: &auth.user.appid,
-            openid: &auth.user.openid,
-            unionid: auth.user.unionid.as_deref(),
+            appid: &auth.identity.appid,
+            openid: &auth.identity.openid,
+            unionid: auth.identity.unionid.as_deref(),
             exp: auth.session.expires_at,
             iat: auth.session.created_at,
         }
@@ -118,8 +120,13 @@ pub async fn introspect(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let caller =
-        service_keys::authenticate(&state.db, &*state.clock, authorization.as_deref()).await?;
+    let caller = service_keys::authenticate(
+        &state.db,
+        &*state.clock,
+        authorization.as_deref(),
+        Scope::Introspect,
+    )
+    .await?;
     let request: IntrospectRequest = body.required_json()?;
     let mut response = match state.sessions.authenticate_token(&request.token).await {
         Ok(auth) => json(&ActiveToken::from(&auth)),
@@ -142,4 +149,68 @@ fn is_inactive(e: &Error) -> bool {
         e,
         Error::InvalidToken(_) | Error::Expired | Error::Revoked(_) | Error::Banned { .. }
     )
+}
+/// The most events one `GET /v1/events` answers.
+const MAX_EVENTS: u32 = 1000;
+/// How many it answers when the caller does not say.
+const DEFAULT_EVENTS: u32 = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/events?after=N&limit=M`: with a service key of scope `events`, the journal's
+/// events after event `N`, oldest first, and the `next` to ask for after them.
+pub async fn events(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    query: String,
+) -> Result<Response, ApiError> {
+    service_keys::authenticate(
+        &state.db,
+        &*state.clock,
+        authorization.as_deref(),
+        Scope::Events,
+    )
+    .await?;
+    let EventsQuery { after, limit } = super::query::parse(&query)?;
+    let after = after.unwrap_or(0);
+    let limit = limit.unwrap_or(DEFAULT_EVENTS);
+    if after < 0 || !(1..=MAX_EVENTS).contains(&limit) {
+        return Err(Error::invalid(format!(
+            "`after` must be an event id (0 or more) and `limit` between 1 and {MAX_EVENTS}"
+        ))
+        .into());
+    }
+    let rows = state
+        .db
+        .read(move |c| queries::events_after(c, after, limit))
+        .await
+        .map_err(Error::from)?;
+    let next = rows.last().map_or(after, |e| e.id);
+    let events = rows
+        .into_iter()
+        .map(|e| {
+            let mut event = serde_json::Map::new();
+            event.insert("id".into(), e.id.into());
+            event.insert("type".into(), e.kind.into());
+            event.insert("at".into(), rfc3339(e.at).into());
+            event.insert("user_id".into(), e.user_public_id.into());
+            // The type's own fields, beside the common ones.
+            if let Ok(serde_json::Value::Object(data)) = serde_json::from_str(&e.data) {
+                for (k, v) in data {
+                    event.entry(k).or_insert(v);
+                }
+            }
+            serde_json::Value::Object(event)
+        })
+        .collect::<Vec<_>>();
+    let mut response = json(&serde_json::json!({ "events": events, "next": next }));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }

@@ -207,6 +207,7 @@ impl From<&Error> for ApiError {
             Error::InvalidSignature(_) => ErrorCode::InvalidSignature,
             Error::DecryptFailed(_) => ErrorCode::DecryptFailed,
             Error::SessionKeyExpired => ErrorCode::SessionKeyExpired,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::ContentRejected => ErrorCode::ContentRejected,
             Error::ContentCheckUnavailable => {
                 return ApiError::new(ErrorCode::UpstreamUnavailable, e.to_string()).retry_after(5);

@@ -130,7 +130,7 @@ pub async fn session(
         .await?;
     let body = auth.copy.session_info.get_or_init(|| {
         to_json(&SessionInfo {
-            user: UserView::from(&*auth.user),
+            user: UserView::new(&auth.user, &auth.identity),
             session: (&*auth.session).into(),
         })
     });
@@ -152,6 +152,7 @@ pub async fn refresh(
         token: state.sessions.sign(&auth.secret),
         session,
         user: Arc::unwrap_or_clone(auth.user),
+        identity: Arc::unwrap_or_clone(auth.identity),
         new_user: false,
     };
     Ok(token_response(state, &outcome))
@@ -186,7 +187,7 @@ pub async fn get_me(
         .sessions
         .authenticate(authorization.as_deref())
         .await?;
-    Ok(json(&UserView::from(&*auth.user)))
+    Ok(json(&UserView::new(&auth.user, &auth.identity)))
 }
 
 pub async fn patch_me(
@@ -194,7 +195,7 @@ pub async fn patch_me(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let Authenticated { user, .. } = state
+    let Authenticated { user, identity, .. } = state
         .sessions
         .authenticate(authorization.as_deref())
         .await?;
@@ -202,8 +203,8 @@ pub async fn patch_me(
         limiter.check(user.id).map_err(too_many)?;
     }
     let patch = body.required_json()?;
-    let updated = profile::update(&state.profiles, &user, patch).await?;
-    Ok(json(&UserView::from(&updated)))
+    let updated = profile::update(&state.profiles, &user, &identity, patch).await?;
+    Ok(json(&UserView::new(&updated, &identity)))
 }
 
 /// `rate_limited`, with `Retry-After` rounded up to whole seconds.

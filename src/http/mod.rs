@@ -9,6 +9,7 @@ mod filters;
 mod handlers;
 pub mod json;
 pub mod observe;
+mod query;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
@@ -124,6 +125,16 @@ pub fn routes(
                 respond(backend::introspect(&s, a, b).await)
             },
         );
+    let events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(state.clone())
+        .and(auth)
+        .and(query::raw())
+        .then(
+            |s: Arc<AppState>, a: Option<String>, q: String| async move {
+                respond(backend::events(&s, a, q).await)
+            },
+        );
 
     // The routes a busy server answers most come first and unboxed. The rest sit behind
     // one box: their handlers' futures are larger (a WeChat call, a body, a write), and
@@ -138,6 +149,8 @@ pub fn routes(
         .or(patch_me)
         .unify()
         .or(introspect)
+        .unify()
+        .or(events)
         .unify()
         .or(metrics)
         .unify()

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::clock::{Rfc3339, UnixTime};
-use crate::db::queries::{SessionRow, UserRow};
+use crate::db::queries::{IdentityRow, SessionRow, UserRow};
 use crate::domain::login::LoginOutcome;
 use crate::domain::sessions::seconds_until;
 
@@ -11,7 +11,10 @@ use crate::domain::sessions::seconds_until;
 #[derive(Debug, Serialize)]
 pub struct UserView<'a> {
     id: &'a str,
+    /// The app the current session logged in through.
     appid: &'a str,
+    /// The apps of all of the person's identities, oldest first.
+    apps: &'a [String],
     nickname: Option<&'a str>,
     avatar_url: Option<&'a str>,
     gender: i64,
@@ -24,11 +27,13 @@ pub struct UserView<'a> {
     updated_at: Rfc3339,
 }
 
-impl<'a> From<&'a UserRow> for UserView<'a> {
-    fn from(u: &'a UserRow) -> Self {
+impl<'a> UserView<'a> {
+    /// The User `u` as seen through a session that logged in with `identity`.
+    pub fn new(u: &'a UserRow, identity: &'a IdentityRow) -> Self {
         UserView {
             id: &u.public_id,
-            appid: &u.appid,
+            appid: &identity.appid,
+            apps: &u.apps,
             nickname: u.nickname.as_deref(),
             avatar_url: u.avatar_url.as_deref(),
             gender: u.gender,
@@ -90,7 +95,7 @@ impl<'a> TokenResponse<'a> {
             expires_in: seconds_until(outcome.session.expires_at, now),
             expires_at: Rfc3339(outcome.session.expires_at),
             new_user: outcome.new_user,
-            user: UserView::from(&outcome.user),
+            user: UserView::new(&outcome.user, &outcome.identity),
         }
     }
 }

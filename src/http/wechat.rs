@@ -108,7 +108,7 @@ async fn bind_phone(
 ) -> Result<Response, ApiError> {
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
-    let phone = phone::bind(&state.profiles, &auth.user, request).await?;
+    let phone = phone::bind(&state.profiles, &auth.user, &auth.identity, request).await?;
     Ok(json(&phone))
 }
 
@@ -119,8 +119,8 @@ async fn wechat_profile(
 ) -> Result<Response, ApiError> {
     let auth = profile_writer(state, authorization).await?;
     let request = body.required_json()?;
-    let user = wechat_profile::apply(&state.profiles, &auth.user, request).await?;
-    Ok(json(&UserView::from(&user)))
+    let user = wechat_profile::apply(&state.profiles, &auth.user, &auth.identity, request).await?;
+    Ok(json(&UserView::new(&user, &auth.identity)))
 }
 
 async fn upload_avatar(
@@ -131,7 +131,7 @@ async fn upload_avatar(
 ) -> Result<Response, ApiError> {
     let (image, kind) = avatar_upload::extract(body, limit).await?;
     let user = avatars::save(&state.profiles, &auth.user, image, kind).await?;
-    Ok(json(&UserView::from(&user)))
+    Ok(json(&UserView::new(&user, &auth.identity)))
 }
 
 async fn serve_avatar(

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::clock::{UnixTime, parse_rfc3339, rfc3339};
@@ -12,7 +12,7 @@ use crate::config::DurationSetting;
 use crate::datadir;
 use crate::db::DbError;
 use crate::db::needed_keys::{self, Dependents};
-use crate::db::queries::{self, RevokeReason, SessionRow, UserRow};
+use crate::db::queries::{self, EventType, IdentityRow, RevokeReason, SessionRow, UserRow};
 use crate::keys::key_file::{KeyFile, KeyFileError};
 use crate::ops::key_guard;
 
@@ -57,42 +57,53 @@ pub fn ban(
     if until <= now {
         return Err(AdminError::Refused("the ban must end in the future".into()));
     }
-    let changed = conn
-        .execute(
-            "UPDATE users SET banned_until = ?2, ban_reason = ?3, updated_at = ?4 WHERE public_id = ?1",
-            params![user, until, reason, now],
-        )
-        .map_err(DbError::from)?;
-    if changed == 0 {
-        return Err(no_such_user(user));
-    }
+    let tx = write_transaction(conn)?;
+    let row = find_user(&tx, UserRef::Id(user))?;
+    tx.execute(
+        "UPDATE users SET banned_until = ?2, ban_reason = ?3, updated_at = ?4 WHERE id = ?1",
+        params![row.id, until, reason, now],
+    )
+    .map_err(DbError::from)?;
+    queries::append_event(
+        &tx,
+        EventType::UserBanned,
+        now,
+        row.id,
+        &serde_json::json!({ "until": rfc3339(until), "reason": reason }),
+    )?;
+    tx.commit().map_err(DbError::from)?;
     Ok(())
 }
 
 /// Lifts a user's ban.
 pub fn unban(conn: &Connection, user: &str, now: UnixTime) -> Result<(), AdminError> {
-    let changed = conn
-        .execute(
-            "UPDATE users SET banned_until = NULL, ban_reason = NULL, updated_at = ?2 WHERE public_id = ?1",
-            params![user, now],
-        )
-        .map_err(DbError::from)?;
-    if changed == 0 {
-        return Err(no_such_user(user));
-    }
+    let tx = write_transaction(conn)?;
+    let row = find_user(&tx, UserRef::Id(user))?;
+    tx.execute(
+        "UPDATE users SET banned_until = NULL, ban_reason = NULL, updated_at = ?2 WHERE id = ?1",
+        params![row.id, now],
+    )
+    .map_err(DbError::from)?;
+    queries::append_event(
+        &tx,
+        EventType::UserUnbanned,
+        now,
+        row.id,
+        &serde_json::json!({}),
+    )?;
+    tx.commit().map_err(DbError::from)?;
     Ok(())
 }
 
 /// The most users one `users list` page holds.
 pub const MAX_PAGE: u32 = 1000;
 
-/// A user as an administrator sees it: every stored field, openid and unionid included.
+/// A user as an administrator sees it: every stored field, identities included.
 #[derive(Debug, Serialize)]
 pub struct UserRecord {
     pub id: String,
-    pub appid: String,
-    pub openid: String,
-    pub unionid: Option<String>,
+    pub apps: Vec<String>,
+    pub identities: Vec<IdentityRecord>,
     pub nickname: Option<String>,
     pub avatar_url: Option<String>,
     pub gender: i64,
@@ -107,13 +118,34 @@ pub struct UserRecord {
     pub updated_at: String,
 }
 
-impl From<UserRow> for UserRecord {
-    fn from(u: UserRow) -> Self {
-        UserRecord {
+/// An identity as an administrator sees it.
+#[derive(Debug, Serialize)]
+pub struct IdentityRecord {
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub created_at: String,
+}
+
+impl From<IdentityRow> for IdentityRecord {
+    fn from(i: IdentityRow) -> Self {
+        IdentityRecord {
+            appid: i.appid,
+            openid: i.openid,
+            unionid: i.unionid,
+            created_at: rfc3339(i.created_at),
+        }
+    }
+}
+
+impl UserRecord {
+    /// The record of `u`, with its identities, read from `conn`.
+    pub fn load(conn: &Connection, u: UserRow) -> Result<UserRecord, AdminError> {
+        let identities = queries::user_identities(conn, u.id)?;
+        Ok(UserRecord {
             id: u.public_id,
-            appid: u.appid,
-            openid: u.openid,
-            unionid: u.unionid,
+            apps: u.apps,
+            identities: identities.into_iter().map(IdentityRecord::from).collect(),
             nickname: u.nickname,
             avatar_url: u.avatar_url,
             gender: u.gender,
@@ -126,7 +158,7 @@ impl From<UserRow> for UserRecord {
             ban_reason: u.ban_reason,
             created_at: rfc3339(u.created_at),
             updated_at: rfc3339(u.updated_at),
-        }
+        })
     }
 }
 
@@ -181,7 +213,7 @@ pub fn find_user(conn: &Connection, which: UserRef<'_>) -> Result<UserRow, Admin
                     "openid `{openid}` exists in several apps ({}); name one with --app",
                     found
                         .iter()
-                        .map(|u| u.appid.as_str())
+                        .map(|u| u.apps.join("+"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))),
@@ -265,7 +297,8 @@ pub fn user_sessions(
 /// Revokes one session by its public id (`s_…`); a running server refuses its token
 /// from the next request on.
 pub fn revoke_session(conn: &Connection, session: &str, now: UnixTime) -> Result<(), AdminError> {
-    let (row, _) = queries::session_by_public_id(conn, session)?
+    let row = queries::session_by_public_id(conn, session)?
+        .map(|found| found.session)
         .ok_or_else(|| AdminError::Refused(format!("there is no session `{session}`")))?;
     if !queries::revoke_session(conn, row.id, now, RevokeReason::Admin)? {
         return Err(AdminError::Refused(format!(
@@ -290,7 +323,13 @@ pub fn revoke_user_sessions(
     )?)
 }
 
-fn no_such_user(user: &str) -> AdminError {
+/// A transaction that takes the write lock at once: one that read first could not
+/// write after a server's commit in between.
+pub(crate) fn write_transaction(conn: &Connection) -> Result<Transaction<'_>, AdminError> {
+    Ok(Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(DbError::from)?)
+}
+
+pub(crate) fn no_such_user(user: &str) -> AdminError {
     AdminError::Refused(format!("there is no user `{user}`"))
 }
 
@@ -340,7 +379,7 @@ fn save_and_record(
     // and the next start records the file.
     file.save(path)?;
     if let Some(conn) = db {
-        let tx = conn.unchecked_transaction().map_err(DbError::from)?;
+        let tx = write_transaction(&conn)?;
         needed_keys::record(&tx, &file.prints(), now)?;
         tx.commit().map_err(DbError::from)?;
     }

@@ -616,8 +616,7 @@ mod tests {
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         db::migrate(&mut conn).unwrap();
         conn.execute(
-            "INSERT INTO users (public_id, appid, openid, created_at, updated_at) \
-             VALUES ('u_1', 'wx1', 'o1', 0, 0)",
+            "INSERT INTO users (public_id, created_at, updated_at) VALUES ('u_1', 0, 0)",
             [],
         )
         .unwrap();

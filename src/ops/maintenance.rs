@@ -116,16 +116,26 @@ mod tests {
     async fn seed(db: &Db, n: usize, expires_at: UnixTime, code_expires_at: UnixTime) {
         db.write(move |c| {
             c.execute(
-                "INSERT OR IGNORE INTO users (id, public_id, appid, openid, created_at, updated_at) \
-                 VALUES (1, 'u_1', 'wx1', 'o1', 0, 0)",
+                "INSERT OR IGNORE INTO users (id, public_id, created_at, updated_at) \
+                 VALUES (1, 'u_1', 0, 0)",
+                [],
+            )?;
+            c.execute(
+                "INSERT OR IGNORE INTO identities (id, user_id, appid, openid, created_at) \
+                 VALUES (1, 1, 'wx1', 'o1', 0)",
                 [],
             )?;
             for _ in 0..n {
                 let secret: [u8; 32] = crate::keys::random::bytes();
                 c.execute(
-                    "INSERT INTO sessions (public_id, secret_hash, user_id, created_at, \
-                     expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, 1, 0, ?3, ?3, 0)",
-                    params![crate::keys::random::public_id("s_"), &secret[..], expires_at],
+                    "INSERT INTO sessions (public_id, secret_hash, user_id, identity_id, \
+                     created_at, expires_at, max_expires_at, last_seen_at) \
+                     VALUES (?1, ?2, 1, 1, 0, ?3, ?3, 0)",
+                    params![
+                        crate::keys::random::public_id("s_"),
+                        &secret[..],
+                        expires_at
+                    ],
                 )?;
                 let code: [u8; 32] = crate::keys::random::bytes();
                 c.execute(

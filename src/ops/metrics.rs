@@ -330,7 +330,7 @@ fn count_rows(
         [now],
         |r| r.get(0),
     )?;
-    let mut stmt = conn.prepare("SELECT appid, count(*) FROM users GROUP BY appid")?;
+    let mut stmt = conn.prepare("SELECT appid, count(*) FROM identities GROUP BY appid")?;
     let users = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -340,7 +340,7 @@ fn count_rows(
 /// The routes metrics are labelled with: the paths answered exactly, then avatar
 /// downloads, then `unmatched` for any other path, so scanners probing random paths
 /// cannot blow up the number of series.
-const LABELS: [&str; 15] = [
+const LABELS: [&str; 19] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -354,6 +354,10 @@ const LABELS: [&str; 15] = [
     "/v1/me/wechat-profile",
     "/v1/auth/forward",
     "/v1/introspect",
+    "/v1/events",
+    "/v1/oauth/wechat/authorize",
+    "/v1/oauth/wechat/callback",
+    "/v1/oauth/token",
     "/v1/avatars/{id}",
     "unmatched",
 ];

@@ -6,4 +6,5 @@ pub mod backup;
 pub mod check;
 pub mod key_guard;
 pub mod maintenance;
+pub mod merge;
 pub mod metrics;

@@ -155,7 +155,9 @@ impl TestServer {
         let mut rows = Vec::new();
         for sql in [
             "SELECT * FROM users ORDER BY id",
+            "SELECT * FROM identities ORDER BY id",
             "SELECT * FROM sessions ORDER BY id",
+            "SELECT * FROM events ORDER BY id",
             "SELECT * FROM login_codes ORDER BY code_hash",
             "SELECT id, user_id, content_type, sha256, created_at FROM avatars ORDER BY id",
         ] {

@@ -248,7 +248,8 @@ pub async fn forward_auth_through(
     let (openid, unionid): (String, String) = server
         .db()
         .query_row(
-            "SELECT openid, unionid FROM users WHERE public_id = ?1",
+            "SELECT i.openid, i.unionid FROM identities i JOIN users u ON u.id = i.user_id \
+                 WHERE u.public_id = ?1",
             [&user_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

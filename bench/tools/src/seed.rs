@@ -65,6 +65,7 @@ pub fn seed(
     let mut rng = Rng(seed);
     let first: i64 = conn.query_row(
         "SELECT max(coalesce((SELECT max(id) FROM users), 0), \
+                    coalesce((SELECT max(id) FROM identities), 0), \
                     coalesce((SELECT max(id) FROM sessions), 0))",
         [],
         |r| r.get(0),
@@ -77,24 +78,23 @@ pub fn seed(
         let tx = conn.transaction()?;
         {
             let mut add_user = tx.prepare_cached(
-                "INSERT INTO users (id, public_id, appid, openid, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO users (id, public_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            )?;
+            let mut add_identity = tx.prepare_cached(
+                "INSERT INTO identities (id, user_id, appid, openid, created_at) \
+                 VALUES (?1, ?1, ?2, ?3, ?4)",
             )?;
             let mut add_session = tx.prepare_cached(
-                "INSERT INTO sessions (id, public_id, secret_hash, user_id, created_at, \
-                 expires_at, max_expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?1, ?4, ?5, ?6, ?4)",
+                "INSERT INTO sessions (id, public_id, secret_hash, user_id, identity_id, \
+                 created_at, expires_at, max_expires_at, last_seen_at) \
+                 VALUES (?1, ?2, ?3, ?1, ?1, ?4, ?5, ?6, ?4)",
             )?;
             for n in written..end {
                 let id = first + n as i64 + 1;
                 let created = now - (users - n) as i64;
                 let openid = rng.hex_id::<14>("o");
-                add_user.execute(params![
-                    id,
-                    rng.hex_id::<12>("u_"),
-                    appid,
-                    &openid[..28],
-                    created
-                ])?;
+                add_user.execute(params![id, rng.hex_id::<12>("u_"), created])?;
+                add_identity.execute(params![id, appid, &openid[..28], created])?;
                 // A current (v2) secret: the creation time in milliseconds, then 16
                 // random bytes.
                 let mut raw = [0u8; 22];
