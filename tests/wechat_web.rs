@@ -411,3 +411,50 @@ async fn stats_count_the_web_calls() {
     assert_eq!(stats["oauth2_access_token"], 1);
     assert_eq!(stats["userinfo"], 1);
 }
+
+#[tokio::test]
+async fn dev_mode_sends_browsers_to_its_fake_and_back_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = wxauth::config::Layer {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.path().to_owned()),
+        ..wxauth::config::Layer::default()
+    };
+    let config = wxauth::Config::resolve(layer, true, &std::collections::HashMap::new()).unwrap();
+    let app = wxauth::App::start(config, std::sync::Arc::new(wxauth::clock::SystemClock))
+        .await
+        .unwrap();
+    let config = &app.state().config;
+    let here = format!("http://{}", app.addr());
+    assert_eq!(config.public_url.as_deref(), Some(here.as_str()));
+    assert_ne!(config.wechat_open_url, "https://open.weixin.qq.com");
+    let page = format!("{here}/examples/h5/?tab=me");
+    let website = config
+        .apps
+        .iter()
+        .find(|a| a.kind == AppKind::Website)
+        .unwrap();
+    assert!(wxauth::redirect_uri::is_allowed(
+        &website.redirect_uris,
+        &page
+    ));
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/connect/qrconnect", config.wechat_open_url),
+        [
+            ("appid", website.appid.as_str()),
+            ("redirect_uri", page.as_str()),
+            ("response_type", "code"),
+            ("scope", "snsapi_login"),
+            ("state", "xyz"),
+            ("name", "hana"),
+        ],
+    )
+    .unwrap();
+    let response = browser().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        response.headers()["location"].to_str().unwrap(),
+        format!("{page}&code=dev%3Ahana&state=xyz")
+    );
+    app.shutdown().await;
+}
