@@ -350,6 +350,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn random_text_never_panics(candidate in ".{0,300}") {
+            let _ = entry("https://h5.example.com/app").allows(&candidate);
+            let _ = AllowedRedirect::parse(&candidate);
+        }
+
+        #[test]
+        fn what_is_allowed_is_what_a_browser_would_visit(
+            tail in "(/app)?[/\\\\@:.%25a-fA-F0-9pP?#\t ]{0,24}"
+        ) {
+            let candidate = format!("https://h5.example.com{tail}");
+            // Whatever slipped past the text checks, the parser's reading must be inside
+            // the entry.
+            if entry("https://h5.example.com/app").allows(&candidate) {
+                let url = Url::parse(&candidate).unwrap();
+                proptest::prop_assert_eq!(url.host_str(), Some("h5.example.com"));
+                proptest::prop_assert_eq!(url.port_or_known_default(), Some(443));
+                proptest::prop_assert!(url.path() == "/app" || url.path().starts_with("/app/"));
+                proptest::prop_assert!(url.fragment().is_none());
+            }
+        }
+    }
+
     #[test]
     fn any_entry_of_a_list_may_allow() {
         let entries = [
