@@ -752,11 +752,12 @@ fn authorize_page(state: &MockState, page: AuthorizePage, q: AuthorizeQuery) -> 
     };
     let user = code.split_once(':').map_or(name, |(_, user)| user);
     let user = user.split_once('#').map_or(user, |(user, _)| user);
-    state
-        .granted
-        .lock()
-        .expect("mock state poisoned")
-        .insert((appid, user.to_owned()), scope);
+    let mut granted = state.granted.lock().expect("mock state poisoned");
+    if granted.len() >= USED_CODES_CAP {
+        granted.clear();
+    }
+    granted.insert((appid, user.to_owned()), scope);
+    drop(granted);
     found(&redirect_uri, &[("code", &code), ("state", &client_state)])
 }
 
