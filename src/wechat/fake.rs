@@ -47,9 +47,10 @@
 //! - `GET /sns/oauth2/access_token` understands the codes `jscode2session` does, except:
 //!   `dev:<name>` gives an openid derived from the name and the AppID (one per app, as
 //!   WeChat gives) and a unionid from the name alone (the same across apps, and the
-//!   mini program's); `nounion:<name>` has no unionid; `snapshot:<name>` answers
-//!   `is_snapshotuser: 1` with a virtual openid and scope `snsapi_base`. The scope is the
-//!   one last granted to that name on the authorize pages, else `snsapi_userinfo`.
+//!   mini program's); `nounion:<name>` is another person, without a unionid;
+//!   `snapshot:<name>` answers `is_snapshotuser: 1` with a virtual openid and scope
+//!   `snsapi_base`. The scope is the one last granted to that name on the authorize
+//!   pages, else `snsapi_userinfo`.
 //! - `GET /sns/userinfo` answers for the tokens it issued: the name as the nickname, an
 //!   https `headimgurl`, and the unionid; 48001 for a `snsapi_base` token, 40001 for an
 //!   unknown one, 40003 for another openid.
