@@ -150,7 +150,10 @@ impl App {
             let mock = MockWeChat::start(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
                 .map_err(StartError::DevWeChat)?;
+            // The fake is both of WeChat's hosts: the API and the pages browsers are
+            // sent to for a web login.
             config.wechat_api = mock.base_url();
+            config.wechat_open_url = mock.base_url();
             tracing::info!(
                 fake_wechat = %mock.base_url(),
                 "dev mode: the fake WeChat is serving; its /mock/open-data gives legacy payloads"
@@ -210,6 +213,7 @@ impl App {
             addr: config.listen,
             source,
         })?;
+        config.settle_listen(addr);
         let limits = ConnectionLimits {
             header_read_timeout: config.header_timeout,
             shutdown_grace: config.shutdown_timeout,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::keys::secret::Secret;
+use crate::redirect_uri::AllowedRedirect;
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -21,6 +22,15 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
 
 /// The AppID used by dev mode when no app is configured.
 pub const DEV_APPID: &str = "wxdevelopment0000";
+
+/// The official account dev mode adds when none is configured, for trying the H5 login.
+pub const DEV_OFFICIAL_ACCOUNT_APPID: &str = "wxdevofficial0000";
+
+/// The website app dev mode adds when none is configured, for trying the QR login.
+pub const DEV_WEBSITE_APPID: &str = "wxdevwebsite00000";
+
+/// Where browsers are sent to authorize a web login unless told otherwise.
+pub const DEFAULT_WECHAT_OPEN_URL: &str = "https://open.weixin.qq.com";
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -168,12 +178,53 @@ where
     s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
+/// Which WeChat surface an app is, and so how its users log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// A mini program: `wx.login` codes through `POST /v1/login`.
+    #[default]
+    #[serde(rename = "miniprogram")]
+    MiniProgram,
+    /// An official account's H5 pages, opened inside WeChat: web login with the scopes
+    /// `snsapi_base` and `snsapi_userinfo`.
+    OfficialAccount,
+    /// A website on the Open Platform: QR login on a PC browser, scope `snsapi_login`.
+    Website,
+}
+
+impl AppKind {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::MiniProgram => "miniprogram",
+            AppKind::OfficialAccount => "official_account",
+            AppKind::Website => "website",
+        }
+    }
+
+    /// Whether users log in through a browser redirect (and so the app needs
+    /// `redirect_uris` and `public_url`).
+    pub fn is_web(self) -> bool {
+        self != AppKind::MiniProgram
+    }
+}
+
+impl fmt::Display for AppKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One app as written in a `[[apps]]` table.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppLayer {
     appid: String,
     name: Option<String>,
+    kind: Option<AppKind>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
     secret: Option<Secret>,
     secret_file: Option<PathBuf>,
     secret_env: Option<String>,
@@ -188,6 +239,7 @@ pub struct Layer {
     pub data_dir: Option<PathBuf>,
     pub public_url: Option<String>,
     pub wechat_api: Option<String>,
+    pub wechat_open_url: Option<String>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub wechat_timeout: Option<DurationSetting>,
     #[serde(default, deserialize_with = "from_str_setting")]
@@ -277,6 +329,7 @@ impl Layer {
                 "DATA_DIR" => layer.data_dir = Some(PathBuf::from(value)),
                 "PUBLIC_URL" => layer.public_url = Some(value.clone()),
                 "WECHAT_API" => layer.wechat_api = Some(value.clone()),
+                "WECHAT_OPEN_URL" => layer.wechat_open_url = Some(value.clone()),
                 "WECHAT_TIMEOUT" => layer.wechat_timeout = Some(parse(name, value)?),
                 "WECHAT_CONNECT_TIMEOUT" => {
                     layer.wechat_connect_timeout = Some(parse(name, value)?)
@@ -333,7 +386,7 @@ impl Layer {
     pub fn merge(mut self, high: Layer) -> Layer {
         let low = &mut self;
         merge_fields!(low, high;
-            listen, data_dir, public_url, wechat_api, wechat_timeout, wechat_connect_timeout,
+            listen, data_dir, public_url, wechat_api, wechat_open_url, wechat_timeout, wechat_connect_timeout,
             appid, secret, secret_file, content_check, content_check_unavailable, token_ttl, session_max_age,
             max_sessions_per_user, login_rate_limit, trust_proxy, litestream, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
@@ -357,13 +410,17 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
-/// One configured mini program.
+/// One configured app: a mini program, an official account or a website.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// The mini program's AppID (`wx…`).
+    /// The app's AppID (`wx…`).
     pub appid: String,
     /// A name for people; defaults to the AppID.
     pub name: String,
+    /// Which WeChat surface it is.
+    pub kind: AppKind,
+    /// Where a web login may send the browser back to; empty for a mini program.
+    pub redirect_uris: Vec<AllowedRedirect>,
     /// The AppSecret.
     pub secret: Secret,
     /// Whether nicknames go through WeChat's content check.
@@ -377,6 +434,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
     pub wechat_api: String,
+    /// Where browsers are sent to authorize a web login (no trailing slash).
+    pub wechat_open_url: String,
     /// The bound on one WeChat operation, retries included.
     pub wechat_timeout: Duration,
     pub wechat_connect_timeout: Duration,
@@ -425,7 +484,15 @@ impl Config {
         env: &HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
         layer.check_unknown_env()?;
-        let apps = resolve_apps(&layer, dev, env)?;
+        let listen = layer.listen.unwrap_or(DEFAULT_LISTEN);
+        let public_url = match &layer.public_url {
+            Some(url) => Some(validate_base_url("public_url", url)?),
+            // Dev mode's web apps need somewhere for the fake WeChat to send the browser
+            // back to, and the server itself is the only candidate.
+            None if dev => Some(format!("http://{}", browser_addr(listen))),
+            None => None,
+        };
+        let apps = resolve_apps(&layer, dev, env, listen, public_url.as_deref())?;
         let data_dir = match layer.data_dir {
             Some(dir) => dir,
             // Dev mode's trial users and keys stay apart from a real deployment's.
@@ -434,17 +501,19 @@ impl Config {
                 .join("dev"),
             None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
         };
-
-        let public_url = match layer.public_url {
-            Some(url) => Some(validate_base_url("public_url", &url)?),
-            None => None,
-        };
         let wechat_api = validate_base_url(
             "wechat_api",
             layer
                 .wechat_api
                 .as_deref()
                 .unwrap_or("https://api.weixin.qq.com"),
+        )?;
+        let wechat_open_url = validate_base_url(
+            "wechat_open_url",
+            layer
+                .wechat_open_url
+                .as_deref()
+                .unwrap_or(DEFAULT_WECHAT_OPEN_URL),
         )?;
         let token_ttl = layer
             .token_ttl
@@ -476,10 +545,11 @@ impl Config {
             return Err(invalid("avatar_max_bytes", "must be at least 1"));
         }
         Ok(Config {
-            listen: layer.listen.unwrap_or(DEFAULT_LISTEN),
+            listen,
             data_dir,
             public_url,
             wechat_api,
+            wechat_open_url,
             wechat_timeout: layer.wechat_timeout.map_or(Duration::from_secs(8), |d| d.0),
             wechat_connect_timeout: layer
                 .wechat_connect_timeout
@@ -523,14 +593,85 @@ impl Config {
         })
     }
 
-    /// The app a login names, or the only one when none is named.
+    /// The app a login names, or the only mini program when none is named: web apps
+    /// log in through their own routes, so dev mode's do not make `appid` required.
     pub fn app(&self, appid: Option<&str>) -> Option<&AppConfig> {
         match appid {
             Some(appid) => self.apps.iter().find(|a| a.appid == appid),
-            None if self.apps.len() == 1 => self.apps.first(),
-            None => None,
+            None => {
+                let mut mini = self.apps.iter().filter(|a| a.kind == AppKind::MiniProgram);
+                match (mini.next(), mini.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
         }
     }
+
+    /// Tells the configuration the address actually bound. Dev mode derives
+    /// `public_url` and its web apps' `redirect_uris` from `listen`; with port 0 (tests,
+    /// `--listen 127.0.0.1:0`) those only become usable once the port is known.
+    pub fn settle_listen(&mut self, bound: SocketAddr) {
+        if !self.dev || self.listen.port() != 0 {
+            return;
+        }
+        let (old, new) = (browser_addr(self.listen), browser_addr(bound));
+        let (old_base, new_base) = (format!("http://{old}"), format!("http://{new}"));
+        if self.public_url.as_deref() == Some(old_base.as_str()) {
+            self.public_url = Some(new_base.clone());
+        }
+        let moved = [
+            (format!("{old_base}/"), format!("{new_base}/")),
+            (
+                format!("http://localhost:{}/", old.port()),
+                format!("http://localhost:{}/", new.port()),
+            ),
+        ];
+        for app in &mut self.apps {
+            for entry in &mut app.redirect_uris {
+                if let Some((_, to)) = moved.iter().find(|(from, _)| entry.as_str() == from)
+                    && let Ok(to) = AllowedRedirect::parse(to)
+                {
+                    *entry = to;
+                }
+            }
+        }
+    }
+}
+
+/// The address a browser on this machine reaches `listen` at: an unspecified address
+/// (`0.0.0.0`, `[::]`) serves loopback too.
+fn browser_addr(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, listen.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    }
+}
+
+/// The redirect_uris of a dev-mode web app that lists none: pages on this server (at
+/// `public_url` and at the listen address, as `localhost` too) and the usual local
+/// front-end server at port 8080. An entry plain `http` may not use is left out.
+fn dev_redirect_uris(listen: SocketAddr, public_url: Option<&str>) -> Vec<AllowedRedirect> {
+    let here = browser_addr(listen);
+    let mut texts = vec![
+        "http://127.0.0.1:8080/".to_owned(),
+        "http://localhost:8080/".to_owned(),
+        format!("http://{here}/"),
+        format!("http://localhost:{}/", here.port()),
+    ];
+    texts.extend(public_url.map(|url| format!("{url}/")));
+    let mut entries: Vec<AllowedRedirect> = Vec::new();
+    for entry in texts.iter().filter_map(|t| AllowedRedirect::parse(t).ok()) {
+        if !entries.contains(&entry) {
+            entries.push(entry);
+        }
+    }
+    entries
 }
 
 /// The platform's data directory for wxauth, e.g. `~/.local/share/wxauth`.
@@ -559,6 +700,8 @@ fn resolve_apps(
     layer: &Layer,
     dev: bool,
     env: &HashMap<String, String>,
+    listen: SocketAddr,
+    public_url: Option<&str>,
 ) -> Result<Vec<AppConfig>, ConfigError> {
     if layer.appid.is_some() && !layer.apps.is_empty() {
         return Err(invalid(
@@ -632,9 +775,27 @@ fn resolve_apps(
                 ));
             }
         };
+        let kind = app.kind.unwrap_or_default();
+        let redirect_uris = if dev && kind.is_web() && app.redirect_uris.is_empty() {
+            dev_redirect_uris(listen, public_url)
+        } else {
+            resolve_redirect_uris(app, kind)?
+        };
+        if kind.is_web() && public_url.is_none() {
+            return Err(invalid(
+                "public_url",
+                format!(
+                    "app {} is a {kind} app: its web login needs public_url, the address \
+                     WeChat sends browsers back to (<public_url>/v1/oauth/wechat/callback)",
+                    app.appid
+                ),
+            ));
+        }
         apps.push(AppConfig {
             appid: app.appid.clone(),
             name: app.name.clone().unwrap_or_else(|| app.appid.clone()),
+            kind,
+            redirect_uris,
             secret,
             content_check: app.content_check.unwrap_or(default_content_check),
         });
@@ -647,13 +808,39 @@ fn resolve_apps(
                  remove the secret or run without --dev",
             ));
         }
-        if apps.is_empty() {
-            apps.push(AppConfig {
-                appid: DEV_APPID.to_owned(),
-                name: "development".to_owned(),
+        // One app of each kind the configuration leaves out, so that every login flow
+        // can be tried at once. The mini program goes first: the docs and tests take
+        // `apps[0]` as dev mode's app.
+        let dev_apps = [
+            (DEV_APPID, "development", AppKind::MiniProgram),
+            (
+                DEV_OFFICIAL_ACCOUNT_APPID,
+                "development official account",
+                AppKind::OfficialAccount,
+            ),
+            (DEV_WEBSITE_APPID, "development website", AppKind::Website),
+        ];
+        for (appid, name, kind) in dev_apps {
+            if apps.iter().any(|a| a.kind == kind || a.appid == appid) {
+                continue;
+            }
+            let app = AppConfig {
+                appid: appid.to_owned(),
+                name: name.to_owned(),
+                kind,
+                redirect_uris: if kind.is_web() {
+                    dev_redirect_uris(listen, public_url)
+                } else {
+                    Vec::new()
+                },
                 secret: Secret::new("dev-secret".to_owned()),
                 content_check: default_content_check,
-            });
+            };
+            if kind.is_web() {
+                apps.push(app);
+            } else {
+                apps.insert(0, app);
+            }
         }
     }
     if apps.is_empty() {
@@ -664,6 +851,33 @@ fn resolve_apps(
         ));
     }
     Ok(apps)
+}
+
+/// An app's `redirect_uris`, checked against its kind: web apps need at least one, a
+/// mini program has no use for any.
+fn resolve_redirect_uris(
+    app: &AppLayer,
+    kind: AppKind,
+) -> Result<Vec<AllowedRedirect>, ConfigError> {
+    let key = || format!("apps.{}.redirect_uris", app.appid);
+    if kind.is_web() && app.redirect_uris.is_empty() {
+        return Err(invalid(
+            key(),
+            format!(
+                "a {kind} app must list at least one URL its web login may send the browser back to"
+            ),
+        ));
+    }
+    if !kind.is_web() && !app.redirect_uris.is_empty() {
+        return Err(invalid(
+            key(),
+            "a miniprogram app has no web login; remove redirect_uris or set kind",
+        ));
+    }
+    app.redirect_uris
+        .iter()
+        .map(|text| AllowedRedirect::parse(text).map_err(|e| invalid(key(), e)))
+        .collect()
 }
 
 fn is_valid_appid(appid: &str) -> bool {
@@ -906,6 +1120,297 @@ mod tests {
         };
         let config = Config::resolve(layer, true, &HashMap::new()).unwrap();
         assert_eq!(config.apps[0].appid, DEV_APPID);
+    }
+
+    /// Resolves `text` as the config file, with a public_url unless it sets its own.
+    fn resolve_toml(text: &str) -> Result<Config, ConfigError> {
+        let base = Layer::from_toml("public_url = \"https://auth.example.com\"").unwrap();
+        resolve(base.merge(Layer::from_toml(text).unwrap()))
+    }
+
+    fn error_of(text: &str) -> String {
+        resolve_toml(text).unwrap_err().to_string()
+    }
+
+    const WEB_APPS: &str = "[[apps]]\nappid = \"wxmini\"\nsecret = \"s\"\n\
+        [[apps]]\nappid = \"wxh5\"\nkind = \"official_account\"\nsecret = \"s\"\n\
+        redirect_uris = [\"https://h5.example.com/app\", \"http://localhost:3000/\"]\n\
+        [[apps]]\nappid = \"wxsite\"\nkind = \"website\"\nsecret = \"s\"\n\
+        redirect_uris = [\"https://www.example.com\"]\n";
+
+    #[test]
+    fn apps_have_a_kind_and_web_apps_their_redirect_uris() {
+        let config = resolve_toml(WEB_APPS).unwrap();
+        let kinds: Vec<AppKind> = config.apps.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AppKind::MiniProgram,
+                AppKind::OfficialAccount,
+                AppKind::Website
+            ]
+        );
+        assert!(config.apps[0].redirect_uris.is_empty());
+        let h5 = &config.apps[1].redirect_uris;
+        assert_eq!(h5.len(), 2);
+        assert!(h5[0].allows("https://h5.example.com/app/page"));
+        assert_eq!(
+            config.apps[2].redirect_uris[0].as_str(),
+            "https://www.example.com/"
+        );
+        assert_eq!(
+            config.app(None).unwrap().appid,
+            "wxmini",
+            "web apps do not make the mini program's appid required"
+        );
+        assert_eq!(config.app(Some("wxsite")).unwrap().kind, AppKind::Website);
+    }
+
+    #[test]
+    fn an_unknown_kind_is_named() {
+        let err = Layer::from_toml("[[apps]]\nappid = \"wx1\"\nkind = \"h5\"\n").unwrap_err();
+        assert!(
+            err.contains("h5") && err.contains("official_account"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_single_app_form_is_a_mini_program() {
+        let from_env = Layer::from_env(&env(&[("WXAUTH_APPID", "wxenv"), ("WXAUTH_SECRET", "s")]));
+        let config = resolve(from_env.unwrap()).unwrap();
+        assert_eq!(config.apps[0].kind, AppKind::MiniProgram);
+        assert!(config.apps[0].redirect_uris.is_empty());
+    }
+
+    #[test]
+    fn web_apps_must_list_redirect_uris() {
+        for kind in ["official_account", "website"] {
+            let err = error_of(&format!(
+                "[[apps]]\nappid = \"wxweb\"\nkind = \"{kind}\"\nsecret = \"s\"\n"
+            ));
+            assert!(err.contains("apps.wxweb.redirect_uris"), "{err}");
+            assert!(err.contains("at least one"), "{err}");
+        }
+        let err = error_of(
+            "[[apps]]\nappid = \"wxweb\"\nkind = \"website\"\nsecret = \"s\"\nredirect_uris = []\n",
+        );
+        assert!(err.contains("apps.wxweb.redirect_uris"), "{err}");
+    }
+
+    #[test]
+    fn a_mini_program_lists_no_redirect_uris() {
+        let err = error_of(
+            "[[apps]]\nappid = \"wxmini\"\nsecret = \"s\"\nredirect_uris = [\"https://a.example.com/\"]\n",
+        );
+        assert!(err.contains("apps.wxmini.redirect_uris"), "{err}");
+        assert!(err.contains("miniprogram"), "{err}");
+    }
+
+    #[test]
+    fn each_redirect_uri_is_checked() {
+        for bad in [
+            "http://h5.example.com/",
+            "https://h5.example.com/?a=1",
+            "https://h5.example.com/#x",
+            "https://user@h5.example.com/",
+            "https://user:pw@h5.example.com/",
+            "/relative",
+            "h5.example.com",
+            "ftp://h5.example.com/",
+            "javascript:alert(1)",
+            "https:\\\\h5.example.com/",
+        ] {
+            let text = format!(
+                "[[apps]]\nappid = \"wxweb\"\nkind = \"official_account\"\nsecret = \"s\"\n\
+                 redirect_uris = [\"https://ok.example.com/\", {bad:?}]\n"
+            );
+            let err = error_of(&text);
+            assert!(err.contains("apps.wxweb.redirect_uris"), "{bad}: {err}");
+        }
+        for loopback in [
+            "http://127.0.0.1:3000/",
+            "http://localhost/",
+            "http://[::1]:8080/a",
+        ] {
+            let text = format!(
+                "[[apps]]\nappid = \"wxweb\"\nkind = \"website\"\nsecret = \"s\"\n\
+                 redirect_uris = [{loopback:?}]\n"
+            );
+            assert!(resolve_toml(&text).is_ok(), "{loopback}");
+        }
+    }
+
+    #[test]
+    fn web_apps_need_public_url() {
+        let layer = Layer::from_toml(WEB_APPS).unwrap();
+        let err = resolve(layer).unwrap_err().to_string();
+        assert!(err.starts_with("public_url:"), "{err}");
+        assert!(err.contains("wxh5"), "{err}");
+        let minis = Layer::from_toml("[[apps]]\nappid = \"wxmini\"\nsecret = \"s\"\n").unwrap();
+        assert!(resolve(minis).is_ok(), "a mini program needs no public_url");
+    }
+
+    #[test]
+    fn wechat_open_url_has_a_default_and_is_checked() {
+        let single = || Layer::from_toml("appid = \"wx1\"\nsecret = \"s\"").unwrap();
+        assert_eq!(
+            resolve(single()).unwrap().wechat_open_url,
+            "https://open.weixin.qq.com"
+        );
+        let from_env = Layer::from_env(&env(&[(
+            "WXAUTH_WECHAT_OPEN_URL",
+            "http://127.0.0.1:9090/",
+        )]))
+        .unwrap();
+        assert_eq!(
+            resolve(single().merge(from_env)).unwrap().wechat_open_url,
+            "http://127.0.0.1:9090"
+        );
+        let file = Layer::from_toml("wechat_open_url = \"ftp://open.example.com\"").unwrap();
+        let err = resolve(single().merge(file)).unwrap_err().to_string();
+        assert!(err.starts_with("wechat_open_url:"), "{err}");
+    }
+
+    fn dev(layer: Layer) -> Result<Config, ConfigError> {
+        let base = Layer {
+            data_dir: Some("/nonexistent".into()),
+            ..Layer::default()
+        };
+        Config::resolve(base.merge(layer), true, &HashMap::new())
+    }
+
+    #[test]
+    fn dev_mode_has_an_app_of_each_kind() {
+        let config = dev(Layer::default()).unwrap();
+        let apps: Vec<(&str, AppKind)> = config
+            .apps
+            .iter()
+            .map(|a| (a.appid.as_str(), a.kind))
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                (DEV_APPID, AppKind::MiniProgram),
+                (DEV_OFFICIAL_ACCOUNT_APPID, AppKind::OfficialAccount),
+                (DEV_WEBSITE_APPID, AppKind::Website),
+            ]
+        );
+        assert_eq!(config.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(config.app(None).unwrap().appid, DEV_APPID);
+        let entries: Vec<&str> = config.apps[1]
+            .redirect_uris
+            .iter()
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(
+            entries,
+            ["http://127.0.0.1:8080/", "http://localhost:8080/"]
+        );
+        assert!(
+            config.apps[2]
+                .redirect_uris
+                .iter()
+                .any(|e| e.allows("http://127.0.0.1:8080/examples/h5/"))
+        );
+    }
+
+    #[test]
+    fn dev_mode_web_apps_follow_the_listen_address_and_public_url() {
+        let config = dev(Layer {
+            listen: Some("0.0.0.0:3000".parse().unwrap()),
+            public_url: Some("https://tunnel.example.com/".into()),
+            ..Layer::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://tunnel.example.com")
+        );
+        let entries: Vec<&str> = config.apps[1]
+            .redirect_uris
+            .iter()
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "http://127.0.0.1:8080/",
+                "http://localhost:8080/",
+                "http://127.0.0.1:3000/",
+                "http://localhost:3000/",
+                "https://tunnel.example.com/",
+            ]
+        );
+        let config = dev(Layer {
+            listen: Some("0.0.0.0:3000".parse().unwrap()),
+            ..Layer::default()
+        })
+        .unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("http://127.0.0.1:3000"));
+    }
+
+    #[test]
+    fn dev_mode_takes_configured_web_apps_and_their_redirect_uris() {
+        let text = "[[apps]]\nappid = \"wxmyh5\"\nkind = \"official_account\"\n\
+                    redirect_uris = [\"http://localhost:5173/\"]\n\
+                    [[apps]]\nappid = \"wxmysite\"\nkind = \"website\"\n";
+        let config = dev(Layer::from_toml(text).unwrap()).unwrap();
+        let appids: Vec<&str> = config.apps.iter().map(|a| a.appid.as_str()).collect();
+        assert_eq!(appids, [DEV_APPID, "wxmyh5", "wxmysite"]);
+        assert_eq!(config.apps[1].redirect_uris.len(), 1);
+        assert!(config.apps[1].redirect_uris[0].allows("http://localhost:5173/x"));
+        assert!(
+            config.apps[2]
+                .redirect_uris
+                .iter()
+                .any(|e| e.allows("http://localhost:8080/")),
+            "a dev web app listing none gets the dev defaults"
+        );
+        let err = dev(Layer::from_toml(
+            "[[apps]]\nappid = \"wxmyh5\"\nkind = \"official_account\"\n\
+             redirect_uris = [\"http://192.168.1.5/\"]\n",
+        )
+        .unwrap())
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("apps.wxmyh5.redirect_uris"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dev_defaults_settle_on_the_bound_port() {
+        let mut config = dev(Layer {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Layer::default()
+        })
+        .unwrap();
+        config.settle_listen("127.0.0.1:41234".parse().unwrap());
+        assert_eq!(config.public_url.as_deref(), Some("http://127.0.0.1:41234"));
+        let entries: Vec<&str> = config.apps[2]
+            .redirect_uris
+            .iter()
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "http://127.0.0.1:8080/",
+                "http://localhost:8080/",
+                "http://127.0.0.1:41234/",
+                "http://localhost:41234/",
+            ]
+        );
+        let mut fixed = resolve_toml(WEB_APPS).unwrap();
+        let before = format!("{fixed:?}");
+        fixed.settle_listen("127.0.0.1:41234".parse().unwrap());
+        assert_eq!(
+            format!("{fixed:?}"),
+            before,
+            "only dev mode's defaults move"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! | [`db`] | storage: connections, the writer, migrations, queries |
 //! | [`config`] | settings from defaults, the config file, the environment and flags |
 //! | [`keys`] | keys and crypto: tokens, sealing, the key file, randomness, secrets |
-//! | [`clock`], [`datadir`], [`spread`] | time, the data directory's files, hashing spread |
+//! | [`clock`], [`datadir`], [`redirect_uri`], [`spread`] | time, the data directory's files, which URLs a web login may return to, hashing spread |
 
 pub mod app;
 pub mod cli;
@@ -30,6 +30,7 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod ops;
+pub mod redirect_uri;
 pub mod spread;
 pub mod wechat;
 

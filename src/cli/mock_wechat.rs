@@ -31,7 +31,8 @@ pub(super) async fn mock_wechat(args: MockArgs) -> ExitCode {
     };
     tracing::info!(
         addr = %mock.addr(),
-        "fake WeChat API is serving; point wxauth at it with WXAUTH_WECHAT_API={}",
+        "fake WeChat API is serving; point wxauth at it with WXAUTH_WECHAT_API={0} \
+         (and, for web logins, WXAUTH_WECHAT_OPEN_URL={0})",
         mock.base_url()
     );
     shutdown_signal().await;

@@ -22,6 +22,32 @@ pub struct CodeSession {
     pub session_key: Secret,
 }
 
+/// What `sns/oauth2/access_token` returns for a web login's code.
+#[derive(Debug, Clone)]
+pub struct WebAccessToken {
+    /// The user's openid in this app.
+    pub openid: String,
+    /// Present when the app is bound to an Open Platform account (and, for
+    /// `snsapi_base`, only when the user already follows or authorized it).
+    pub unionid: Option<String>,
+    /// The user's own access_token, for `sns/userinfo`; never leaves the server.
+    pub access_token: Secret,
+    /// The scopes granted, comma-separated as WeChat sends them.
+    pub scope: String,
+    /// WeChat answered for a snapshot page (朋友圈 preview, `is_snapshotuser: 1`): the
+    /// openid is a virtual one, and the user must open the page in WeChat to log in.
+    pub is_snapshot_user: bool,
+}
+
+/// What `sns/userinfo` returns about the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUserInfo {
+    pub nickname: String,
+    /// The avatar's URL; `None` when the user has none.
+    pub headimgurl: Option<String>,
+    pub unionid: Option<String>,
+}
+
 /// Why a WeChat call failed, in the terms the API answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WeChatError {
@@ -142,6 +168,34 @@ struct Code2SessionBody {
 }
 
 #[derive(Deserialize)]
+struct WebAccessTokenBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    openid: Option<String>,
+    #[serde(default)]
+    unionid: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    is_snapshotuser: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoBody {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    nickname: Option<String>,
+    #[serde(default)]
+    headimgurl: Option<String>,
+    #[serde(default)]
+    unionid: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct StableTokenBody {
     #[serde(default)]
     errcode: Option<i64>,
@@ -186,6 +240,24 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
             "expected a string or a number, got {other}"
         ))),
     }
+}
+
+/// Sorts an error code from a call that exchanges a user's code (`jscode2session`,
+/// `sns/oauth2/access_token`): WeChat answers both with the same codes, and wxauth maps
+/// them to the same errors.
+fn code_call_error<T>(errcode: i64) -> Attempt<T> {
+    match errcode {
+        -1 => Attempt::Retry("system busy (errcode -1)".into()),
+        code @ (40029 | 40163) => Attempt::Done(Err(WeChatError::InvalidCode(code))),
+        40226 => Attempt::Done(Err(WeChatError::LoginBlocked)),
+        45011 => Attempt::Done(Err(WeChatError::RateLimited)),
+        other => Attempt::Done(Err(WeChatError::Unusable(format!("errcode {other}")))),
+    }
+}
+
+/// WeChat sends "no value" as an empty string as often as it leaves the field out.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// Sorts an error code from a call made with an access_token: busy is retried, a refused
@@ -263,25 +335,101 @@ impl WeChatClient {
                 Ok(body) => body,
                 Err(attempt) => return attempt,
             };
-            Attempt::Done(match body.errcode.unwrap_or(0) {
-                0 => match (body.openid, body.session_key) {
-                    (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => {
-                        Ok(CodeSession {
+            match body.errcode.unwrap_or(0) {
+                0 => Attempt::Done(
+                    match (non_empty(body.openid), non_empty(body.session_key)) {
+                        (Some(openid), Some(key)) => Ok(CodeSession {
                             openid,
-                            unionid: body.unionid.filter(|u| !u.is_empty()),
+                            unionid: non_empty(body.unionid),
                             session_key: Secret::new(key),
-                        })
-                    }
-                    _ => Err(WeChatError::Unusable(
-                        "a success without openid or session_key".into(),
-                    )),
-                },
-                -1 => return Attempt::Retry("system busy (errcode -1)".into()),
-                code @ (40029 | 40163) => Err(WeChatError::InvalidCode(code)),
-                40226 => Err(WeChatError::LoginBlocked),
-                45011 => Err(WeChatError::RateLimited),
-                other => Err(WeChatError::Unusable(format!("errcode {other}"))),
-            })
+                        }),
+                        _ => Err(WeChatError::Unusable(
+                            "a success without openid or session_key".into(),
+                        )),
+                    },
+                ),
+                other => code_call_error(other),
+            }
+        })
+        .await
+    }
+
+    /// Exchanges a web login's code (from WeChat's redirect to the callback) for the
+    /// user's openid and web access_token.
+    pub async fn oauth_access_token(
+        &self,
+        app: &AppConfig,
+        code: &str,
+    ) -> Result<WebAccessToken, WeChatError> {
+        let url = format!("{}/sns/oauth2/access_token", self.base);
+        self.with_retries("oauth2_access_token", || async {
+            let response = self
+                .http
+                .get(&url)
+                .query(&[
+                    ("appid", app.appid.as_str()),
+                    ("secret", app.secret.expose()),
+                    ("code", code),
+                    ("grant_type", "authorization_code"),
+                ])
+                .send()
+                .await;
+            let body: WebAccessTokenBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            match body.errcode.unwrap_or(0) {
+                0 => Attempt::Done(
+                    match (non_empty(body.openid), non_empty(body.access_token)) {
+                        (Some(openid), Some(token)) => Ok(WebAccessToken {
+                            openid,
+                            unionid: non_empty(body.unionid),
+                            access_token: Secret::new(token),
+                            scope: body.scope.unwrap_or_default(),
+                            is_snapshot_user: body.is_snapshotuser == Some(1),
+                        }),
+                        _ => Err(WeChatError::Unusable(
+                            "a success without openid or access_token".into(),
+                        )),
+                    },
+                ),
+                other => code_call_error(other),
+            }
+        })
+        .await
+    }
+
+    /// Reads the user's nickname, avatar and unionid with the web access_token of a
+    /// `snsapi_userinfo` or `snsapi_login` login.
+    pub async fn userinfo(
+        &self,
+        access_token: &Secret,
+        openid: &str,
+    ) -> Result<WebUserInfo, WeChatError> {
+        let url = format!("{}/sns/userinfo", self.base);
+        self.with_retries("userinfo", || async {
+            let response = self
+                .http
+                .get(&url)
+                .query(&[
+                    ("access_token", access_token.expose()),
+                    ("openid", openid),
+                    ("lang", "zh_CN"),
+                ])
+                .send()
+                .await;
+            let body: UserInfoBody = match read_json(response).await {
+                Ok(body) => body,
+                Err(attempt) => return attempt,
+            };
+            match body.errcode.unwrap_or(0) {
+                0 => Attempt::Done(Ok(WebUserInfo {
+                    nickname: body.nickname.unwrap_or_default(),
+                    headimgurl: non_empty(body.headimgurl),
+                    unionid: non_empty(body.unionid),
+                })),
+                other => token_call_error(other),
+            }
         })
         .await
     }

@@ -34,6 +34,27 @@
 //! one containing `review`, answers HTTP 503 (WeChat unreachable) for one containing
 //! `unavailable`, and `pass` for anything else.
 //!
+//! The web login (official accounts' H5 pages and websites):
+//! - `GET /connect/oauth2/authorize` and `GET /connect/qrconnect` check `appid`,
+//!   `redirect_uri`, `response_type=code`, `scope` (`snsapi_base` or `snsapi_userinfo`
+//!   on the first, `snsapi_login` on the second) and `state` (at most 128 letters and
+//!   digits) as WeChat does, answering 400 with an HTML page otherwise. Then a plain page
+//!   asks whom to log in as (input `#name`, pre-filled `alice`; button `#login`, or
+//!   `#deny` to refuse). Its form comes back with `name=` and is answered 302 to the
+//!   `redirect_uri` with `code=dev:<name>&state=<state>` added to its query; a name that
+//!   starts with `dev:`, `nounion:`, `snapshot:` or `fail:` is used as the code itself.
+//!   Refusing sends back `state` alone.
+//! - `GET /sns/oauth2/access_token` understands the codes `jscode2session` does, except:
+//!   `dev:<name>` gives an openid derived from the name and the AppID (one per app, as
+//!   WeChat gives) and a unionid from the name alone (the same across apps, and the
+//!   mini program's); `nounion:<name>` is another person, without a unionid;
+//!   `snapshot:<name>` answers `is_snapshotuser: 1` with a virtual openid and scope
+//!   `snsapi_base`. The scope is the one last granted to that name on the authorize
+//!   pages, else `snsapi_userinfo`.
+//! - `GET /sns/userinfo` answers for the tokens it issued: the name as the nickname, an
+//!   https `headimgurl`, and the unionid; 48001 for a `snsapi_base` token, 40001 for an
+//!   unknown one, 40003 for another openid.
+//!
 //! `GET /mock/open-data?name=<name>&appid=<appid>&kind=profile|phone` gives the legacy
 //! payload WeChat's client would give user `dev:<name>` (`raw_data`, `signature`,
 //! `encrypted_data` and `iv`; `nickname=` sets the nickname), so the legacy routes can be
@@ -76,11 +97,27 @@ struct MockState {
     phone_calls: AtomicU64,
     check_session_calls: AtomicU64,
     sec_check_calls: AtomicU64,
+    web_token_calls: AtomicU64,
+    userinfo_calls: AtomicU64,
     used_codes: Mutex<HashSet<String>>,
     busy_counts: Mutex<HashMap<String, u32>>,
     /// Each user's current session_key, by openid, as WeChat sees it.
     session_keys: Mutex<HashMap<String, String>>,
     tokens: Mutex<Tokens>,
+    /// The user each web access_token was issued for.
+    web_tokens: Mutex<HashMap<String, WebUser>>,
+    /// The scope last granted on the authorize pages, by AppID and name: a `dev:<name>`
+    /// code does not carry it, and WeChat reports it with the access_token.
+    granted: Mutex<HashMap<(String, String), String>>,
+}
+
+/// Whom a web access_token speaks for.
+#[derive(Debug, Clone)]
+struct WebUser {
+    openid: String,
+    nickname: String,
+    unionid: Option<String>,
+    scope: String,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +223,16 @@ impl MockWeChat {
         self.state.sec_check_calls.load(Ordering::SeqCst)
     }
 
+    /// How many `sns/oauth2/access_token` requests it has received.
+    pub fn web_token_calls(&self) -> u64 {
+        self.state.web_token_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many `sns/userinfo` requests it has received.
+    pub fn userinfo_calls(&self) -> u64 {
+        self.state.userinfo_calls.load(Ordering::SeqCst)
+    }
+
     /// Makes tokens issued from now on live `ttl`.
     pub fn set_access_token_ttl(&self, ttl: Duration) {
         self.state.tokens.lock().expect("mock state poisoned").ttl = Some(ttl);
@@ -277,6 +324,36 @@ fn routes(
                 with_token(&state, &q.access_token, || sec_check(&body))
             },
         );
+    let web_token = warp::path!("sns" / "oauth2" / "access_token")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::query::<WebTokenQuery>())
+        .then(|state: Arc<MockState>, q: WebTokenQuery| async move {
+            state.web_token_calls.fetch_add(1, Ordering::SeqCst);
+            web_access_token(&state, q).await
+        });
+    let userinfo = warp::path!("sns" / "userinfo")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::query::<UserInfoQuery>())
+        .map(|state: Arc<MockState>, q: UserInfoQuery| {
+            state.userinfo_calls.fetch_add(1, Ordering::SeqCst);
+            userinfo(&state, &q)
+        });
+    let authorize = warp::path!("connect" / "oauth2" / "authorize")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::query::<AuthorizeQuery>())
+        .map(|state: Arc<MockState>, q: AuthorizeQuery| {
+            authorize_page(&state, AuthorizePage::OfficialAccount, q)
+        });
+    let qrconnect = warp::path!("connect" / "qrconnect")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::query::<AuthorizeQuery>())
+        .map(|state: Arc<MockState>, q: AuthorizeQuery| {
+            authorize_page(&state, AuthorizePage::Website, q)
+        });
     let open_data = warp::path!("mock" / "open-data")
         .and(warp::get())
         .and(state.clone())
@@ -294,6 +371,8 @@ fn routes(
                 "getuserphonenumber": count(&state.phone_calls),
                 "checksession": count(&state.check_session_calls),
                 "msg_sec_check": count(&state.sec_check_calls),
+                "oauth2_access_token": count(&state.web_token_calls),
+                "userinfo": count(&state.userinfo_calls),
             }))
             .into_response()
         });
@@ -305,6 +384,14 @@ fn routes(
         .or(check_session)
         .unify()
         .or(sec_check)
+        .unify()
+        .or(web_token)
+        .unify()
+        .or(userinfo)
+        .unify()
+        .or(authorize)
+        .unify()
+        .or(qrconnect)
         .unify()
         .or(open_data)
         .unify()
@@ -328,61 +415,15 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
     if q.grant_type.as_deref() != Some("authorization_code") {
         return errcode(40002, "invalid grant_type");
     }
-    let mut rest = code.as_str();
-    loop {
-        if let Some(spec) = rest.strip_prefix("busy:") {
-            let Some((n, then)) = spec.split_once(':') else {
-                return errcode(40029, "invalid code");
-            };
-            let times: u32 = n.parse().unwrap_or(0);
-            let mut counts = state.busy_counts.lock().expect("mock state poisoned");
-            let seen = counts.entry(code.clone()).or_insert(0);
-            if *seen < times {
-                *seen += 1;
-                return errcode(-1, "system error");
-            }
-            rest = then;
-        } else if let Some(spec) = rest.strip_prefix("slow:") {
-            let Some((ms, then)) = spec.split_once(':') else {
-                return errcode(40029, "invalid code");
-            };
-            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
-            rest = then;
-        } else {
-            break;
-        }
-    }
-    if let Some(errcode_text) = rest.strip_prefix("fail:") {
-        let code: i64 = errcode_text.parse().unwrap_or(40029);
-        return errcode(code, "mock failure");
-    }
-    if let Some(status) = rest.strip_prefix("http:") {
-        let status = status
-            .parse()
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = warp::reply::with_status("upstream failure", status).into_response();
-        if status.is_redirection() {
-            // Somewhere a client that follows redirects would log in at once.
-            let elsewhere = format!(
-                "/sns/jscode2session?appid={appid}&secret=x&js_code=dev:redirected\
-                 &grant_type=authorization_code"
-            );
-            if let Ok(location) = elsewhere.parse() {
-                response.headers_mut().insert("location", location);
-            }
-        }
-        return response;
-    }
-    match rest {
-        "garbage" => return "<html>not json</html>".into_response(),
-        "hang" => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            return errcode(-1, "system error");
-        }
-        _ => {}
-    }
+    // Somewhere a client that follows redirects would log in at once.
+    let elsewhere = format!(
+        "/sns/jscode2session?appid={appid}&secret=x&js_code=dev:redirected\
+         &grant_type=authorization_code"
+    );
+    let rest = match scripted(state, &code, &elsewhere).await {
+        Ok(rest) => rest,
+        Err(response) => return response,
+    };
     if let Some(name) = rest.strip_prefix("dev:") {
         let name = name.split_once('#').map_or(name, |(name, _)| name);
         let openid = derived_id("o", "openid", &appid, name);
@@ -394,14 +435,8 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
         }))
         .into_response();
     }
-    {
-        let mut used = state.used_codes.lock().expect("mock state poisoned");
-        if used.len() >= USED_CODES_CAP {
-            used.clear();
-        }
-        if !used.insert(code.clone()) {
-            return errcode(40163, "code been used");
-        }
+    if let Some(response) = used_before(state, &code) {
+        return response;
     }
     let openid = derived_id("o", "openid", &appid, &code);
     let session_key = STANDARD.encode(random::bytes::<16>());
@@ -411,6 +446,470 @@ async fn code2session(state: &MockState, q: Code2SessionQuery) -> Response {
         "session_key": session_key,
     }))
     .into_response()
+}
+
+/// The answers both code exchanges script the same way: `busy:`, `slow:`, `fail:`,
+/// `http:`, `garbage` and `hang`. `Ok` holds what is left of the code once it names a
+/// user; a 3xx points at `elsewhere`.
+async fn scripted<'c>(
+    state: &MockState,
+    code: &'c str,
+    elsewhere: &str,
+) -> Result<&'c str, Response> {
+    let mut rest = code;
+    loop {
+        if let Some(spec) = rest.strip_prefix("busy:") {
+            let Some((n, then)) = spec.split_once(':') else {
+                return Err(errcode(40029, "invalid code"));
+            };
+            let times: u32 = n.parse().unwrap_or(0);
+            let mut counts = state.busy_counts.lock().expect("mock state poisoned");
+            let seen = counts.entry(code.to_owned()).or_insert(0);
+            if *seen < times {
+                *seen += 1;
+                return Err(errcode(-1, "system error"));
+            }
+            rest = then;
+        } else if let Some(spec) = rest.strip_prefix("slow:") {
+            let Some((ms, then)) = spec.split_once(':') else {
+                return Err(errcode(40029, "invalid code"));
+            };
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+            rest = then;
+        } else {
+            break;
+        }
+    }
+    if let Some(errcode_text) = rest.strip_prefix("fail:") {
+        let code: i64 = errcode_text.parse().unwrap_or(40029);
+        return Err(errcode(code, "mock failure"));
+    }
+    if let Some(status) = rest.strip_prefix("http:") {
+        let status = status
+            .parse()
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = warp::reply::with_status("upstream failure", status).into_response();
+        if status.is_redirection()
+            && let Ok(location) = elsewhere.parse()
+        {
+            response.headers_mut().insert("location", location);
+        }
+        return Err(response);
+    }
+    match rest {
+        "garbage" => Err("<html>not json</html>".into_response()),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Err(errcode(-1, "system error"))
+        }
+        _ => Ok(rest),
+    }
+}
+
+/// 40163 for a code seen before: a real code works once.
+fn used_before(state: &MockState, code: &str) -> Option<Response> {
+    let mut used = state.used_codes.lock().expect("mock state poisoned");
+    if used.len() >= USED_CODES_CAP {
+        used.clear();
+    }
+    (!used.insert(code.to_owned())).then(|| errcode(40163, "code been used"))
+}
+
+#[derive(Deserialize)]
+struct WebTokenQuery {
+    appid: Option<String>,
+    secret: Option<String>,
+    code: Option<String>,
+    grant_type: Option<String>,
+}
+
+/// `sns/oauth2/access_token`: a web login's code for the user's openid and web
+/// access_token. `dev:`, `snapshot:` and `nounion:` name users; other codes work once.
+async fn web_access_token(state: &MockState, q: WebTokenQuery) -> Response {
+    let (Some(appid), Some(code)) = (q.appid.filter(|a| !a.is_empty()), q.code) else {
+        return errcode(40013, "invalid appid");
+    };
+    if q.secret.is_none_or(|s| s.is_empty()) {
+        return errcode(40125, "invalid appsecret");
+    }
+    if q.grant_type.as_deref() != Some("authorization_code") {
+        return errcode(40002, "invalid grant_type");
+    }
+    let elsewhere = format!(
+        "/sns/oauth2/access_token?appid={appid}&secret=x&code=dev:redirected\
+         &grant_type=authorization_code"
+    );
+    let rest = match scripted(state, &code, &elsewhere).await {
+        Ok(rest) => rest,
+        Err(response) => return response,
+    };
+    let granted = |name: &str| {
+        state
+            .granted
+            .lock()
+            .expect("mock state poisoned")
+            .get(&(appid.clone(), name.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| "snsapi_userinfo".to_owned())
+    };
+    let strip = |name: &'_ str| {
+        name.split_once('#')
+            .map_or(name, |(name, _)| name)
+            .to_owned()
+    };
+    let (user, snapshot) = if let Some(name) = rest.strip_prefix("dev:") {
+        let name = strip(name);
+        let user = WebUser {
+            openid: derived_id("o", "openid", &appid, &name),
+            unionid: Some(derived_id("u", "unionid", "", &name)),
+            scope: granted(&name),
+            nickname: name,
+        };
+        (user, false)
+    } else if let Some(name) = rest.strip_prefix("nounion:") {
+        let name = strip(name);
+        let user = WebUser {
+            openid: derived_id("o", "openid", &appid, &format!("nounion:{name}")),
+            unionid: None,
+            scope: granted(&name),
+            nickname: name,
+        };
+        (user, false)
+    } else if let Some(name) = rest.strip_prefix("snapshot:") {
+        // A snapshot page gets a virtual openid of its own and only the base scope.
+        let name = strip(name);
+        let user = WebUser {
+            openid: derived_id("o", "snapshot", &appid, &name),
+            unionid: None,
+            scope: "snsapi_base".to_owned(),
+            nickname: name,
+        };
+        (user, true)
+    } else {
+        if let Some(response) = used_before(state, &code) {
+            return response;
+        }
+        let user = WebUser {
+            openid: derived_id("o", "openid", &appid, &code),
+            unionid: None,
+            scope: "snsapi_userinfo".to_owned(),
+            nickname: format!("user-{}", &derived_digits(&code)[..4]),
+        };
+        (user, false)
+    };
+    let token = format!(
+        "WEB_ACCESS_TOKEN_{}",
+        URL_SAFE_NO_PAD.encode(random::bytes::<24>())
+    );
+    let mut body = json!({
+        "access_token": token,
+        "expires_in": DEFAULT_TOKEN_TTL_SECS,
+        "refresh_token": format!("REFRESH_TOKEN_{}", URL_SAFE_NO_PAD.encode(random::bytes::<24>())),
+        "openid": user.openid,
+        "scope": user.scope,
+    });
+    if let Some(unionid) = &user.unionid {
+        body["unionid"] = json!(unionid);
+    }
+    if snapshot {
+        body["is_snapshotuser"] = json!(1);
+    }
+    let mut tokens = state.web_tokens.lock().expect("mock state poisoned");
+    if tokens.len() >= USED_CODES_CAP {
+        tokens.clear();
+    }
+    tokens.insert(token, user);
+    warp::reply::json(&body).into_response()
+}
+
+#[derive(Deserialize)]
+struct UserInfoQuery {
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    openid: String,
+}
+
+/// `sns/userinfo`: the nickname is the name the user logged in as.
+fn userinfo(state: &MockState, q: &UserInfoQuery) -> Response {
+    let Some(user) = state
+        .web_tokens
+        .lock()
+        .expect("mock state poisoned")
+        .get(&q.access_token)
+        .cloned()
+    else {
+        return errcode(
+            40001,
+            "invalid credential, access_token is invalid or not latest",
+        );
+    };
+    if user.openid != q.openid {
+        return errcode(40003, "invalid openid");
+    }
+    if user.scope == "snsapi_base" {
+        return errcode(48001, "api unauthorized");
+    }
+    let mut body = json!({
+        "openid": user.openid,
+        "nickname": user.nickname,
+        "sex": 0,
+        "province": "",
+        "city": "",
+        "country": "",
+        "headimgurl": format!(
+            "https://thirdwx.qlogo.cn/mmopen/vi_32/mock-{}/132",
+            derived_digits(&user.openid)
+        ),
+        "privilege": [],
+    });
+    if let Some(unionid) = user.unionid {
+        body["unionid"] = json!(unionid);
+    }
+    warp::reply::json(&body).into_response()
+}
+
+/// Which of WeChat's two authorize pages is asked for.
+#[derive(Debug, Clone, Copy)]
+enum AuthorizePage {
+    /// `/connect/oauth2/authorize`, inside WeChat, for official accounts' H5 pages.
+    OfficialAccount,
+    /// `/connect/qrconnect`, the QR page a website sends a PC browser to.
+    Website,
+}
+
+impl AuthorizePage {
+    fn path(self) -> &'static str {
+        match self {
+            AuthorizePage::OfficialAccount => "/connect/oauth2/authorize",
+            AuthorizePage::Website => "/connect/qrconnect",
+        }
+    }
+
+    fn scopes(self) -> &'static [&'static str] {
+        match self {
+            AuthorizePage::OfficialAccount => &["snsapi_base", "snsapi_userinfo"],
+            AuthorizePage::Website => &["snsapi_login"],
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    appid: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    /// Set by the page's form: who logs in.
+    name: Option<String>,
+    /// Set by the page's form when the person refuses.
+    deny: Option<String>,
+}
+
+/// The codes a name typed on the page may spell out in full; any other name becomes
+/// `dev:<name>`.
+const SPELLED_CODES: [&str; 4] = ["dev:", "nounion:", "snapshot:", "fail:"];
+
+/// WeChat's authorize pages: the parameters checked as WeChat does, then a page where a
+/// person picks a name; its form comes back here with `name` and is sent on to the
+/// redirect_uri with `code` and `state`, as WeChat does after the user agrees.
+fn authorize_page(state: &MockState, page: AuthorizePage, q: AuthorizeQuery) -> Response {
+    let checked = match check_authorize(page, &q) {
+        Ok(checked) => checked,
+        Err(message) => return html_page(StatusCode::BAD_REQUEST, "Bad request", &message),
+    };
+    let AuthorizeParams {
+        appid,
+        redirect_uri,
+        scope,
+        state: client_state,
+    } = checked;
+    if q.deny.is_some() {
+        // A user who refuses comes back with the state and no code.
+        return found(&redirect_uri, &[("state", &client_state)]);
+    }
+    let Some(name) = q.name else {
+        return html_page(
+            StatusCode::OK,
+            "Log in with WeChat (fake)",
+            &authorize_form(page, &appid, &redirect_uri, &scope, &client_state),
+        );
+    };
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return html_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "<p>The name must be 1 to 64 characters.</p>",
+        );
+    }
+    let code = if SPELLED_CODES.iter().any(|p| name.starts_with(p)) {
+        name.to_owned()
+    } else {
+        format!("dev:{name}")
+    };
+    let user = code.split_once(':').map_or(name, |(_, user)| user);
+    let user = user.split_once('#').map_or(user, |(user, _)| user);
+    let mut granted = state.granted.lock().expect("mock state poisoned");
+    if granted.len() >= USED_CODES_CAP {
+        granted.clear();
+    }
+    granted.insert((appid, user.to_owned()), scope);
+    drop(granted);
+    found(&redirect_uri, &[("code", &code), ("state", &client_state)])
+}
+
+struct AuthorizeParams {
+    appid: String,
+    redirect_uri: String,
+    scope: String,
+    state: String,
+}
+
+/// The checks WeChat makes before it shows its page; each failure is a sentence of HTML.
+fn check_authorize(page: AuthorizePage, q: &AuthorizeQuery) -> Result<AuthorizeParams, String> {
+    let appid = q.appid.clone().unwrap_or_default();
+    if !(2..=64).contains(&appid.len()) || !appid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("<p>appid is missing or not an AppID (errcode 40013).</p>".into());
+    }
+    let redirect_uri = q.redirect_uri.clone().unwrap_or_default();
+    match url::Url::parse(&redirect_uri) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(format!(
+                "<p>redirect_uri <code>{}</code> is not an absolute http(s) URL \
+                 (redirect_uri 参数错误).</p>",
+                escape_html(&redirect_uri)
+            ));
+        }
+    }
+    if q.response_type.as_deref() != Some("code") {
+        return Err("<p>response_type must be <code>code</code>.</p>".into());
+    }
+    let scope = q.scope.clone().unwrap_or_default();
+    if !page.scopes().contains(&scope.as_str()) {
+        return Err(format!(
+            "<p>scope <code>{}</code> is not one of {} on this page (errcode 10005).</p>",
+            escape_html(&scope),
+            page.scopes().join(", ")
+        ));
+    }
+    let state = q.state.clone().unwrap_or_default();
+    if state.len() > 128 || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("<p>state must be at most 128 letters and digits.</p>".into());
+    }
+    Ok(AuthorizeParams {
+        appid,
+        redirect_uri,
+        scope,
+        state,
+    })
+}
+
+fn authorize_form(
+    page: AuthorizePage,
+    appid: &str,
+    redirect_uri: &str,
+    scope: &str,
+    state: &str,
+) -> String {
+    let asks = match scope {
+        "snsapi_base" => "your openid only, without asking you (snsapi_base)",
+        "snsapi_userinfo" => "your nickname and avatar (snsapi_userinfo)",
+        _ => "to log you in on a website (snsapi_login)",
+    };
+    let hidden = [
+        ("appid", appid),
+        ("redirect_uri", redirect_uri),
+        ("response_type", "code"),
+        ("scope", scope),
+        ("state", state),
+    ]
+    .iter()
+    .map(|(name, value)| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape_html(value)
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("\n    ");
+    format!(
+        "<p>App <strong id=\"appid\">{appid}</strong> asks for {asks}.</p>\n\
+         <p>You will be sent back to <code id=\"redirect\">{redirect}</code>.</p>\n\
+         <form method=\"get\" action=\"{action}\">\n    {hidden}\n    \
+         <label for=\"name\">Log in as</label>\n    \
+         <input id=\"name\" name=\"name\" value=\"alice\" maxlength=\"64\" required autofocus>\n    \
+         <button id=\"login\" type=\"submit\">Allow</button>\n    \
+         <button id=\"deny\" type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n\
+         </form>\n\
+         <p class=\"hint\">Any name logs in that user (<code>dev:&lt;name&gt;</code>). \
+         <code>nounion:&lt;name&gt;</code> has no unionid, <code>snapshot:&lt;name&gt;</code> \
+         is a snapshot page's user, <code>fail:&lt;errcode&gt;</code> makes the code fail.</p>",
+        appid = escape_html(appid),
+        redirect = escape_html(redirect_uri),
+        action = page.path(),
+    )
+}
+
+/// A plain, self-contained page: no scripts, no external assets.
+fn html_page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>\n\
+         body {{ font-family: sans-serif; max-width: 28rem; margin: 2rem auto; padding: 0 1rem; }}\n\
+         .banner {{ background: #fde68a; padding: .5rem; }}\n\
+         input, button {{ font-size: 1rem; padding: .4rem; margin: .3rem 0; }}\n\
+         .hint {{ color: #555; font-size: .85rem; }}\n\
+         </style>\n</head>\n<body>\n\
+         <p class=\"banner\">The fake WeChat of wxauth's dev mode. Not WeChat.</p>\n\
+         <h1>{title}</h1>\n{body}\n</body>\n</html>\n"
+    );
+    let mut response = warp::reply::with_status(warp::reply::html(html), status).into_response();
+    response.headers_mut().insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A 302 to `url` with `pairs` added to its query.
+fn found(url: &str, pairs: &[(&str, &str)]) -> Response {
+    let location = match crate::redirect_uri::with_query(url, pairs) {
+        Ok(location) => location,
+        Err(e) => return html_page(StatusCode::BAD_REQUEST, "Bad request", &escape_html(&e)),
+    };
+    match warp::http::HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut response = StatusCode::FOUND.into_response();
+            response.headers_mut().insert("location", value);
+            response
+        }
+        Err(_) => html_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "<p>redirect_uri cannot be sent back as a header.</p>",
+        ),
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn remember_session_key(state: &MockState, openid: &str, session_key: String) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ring::hmac;
 use warp::{Filter, Reply};
-use wxauth::config::AppConfig;
+use wxauth::config::{AppConfig, AppKind};
 use wxauth::keys::secret::Secret;
 use wxauth::wechat::client::WeChatClient;
 
@@ -69,6 +69,8 @@ async fn main() -> ExitCode {
         app: AppConfig {
             appid: "wxbenchfloor00000".into(),
             name: "floor".into(),
+            kind: AppKind::MiniProgram,
+            redirect_uris: Vec::new(),
             secret: Secret::new("bench-secret".into()),
             content_check: false,
         },
