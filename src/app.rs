@@ -24,7 +24,7 @@ use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
 use crate::keys::crypto::DataKeys;
-use crate::keys::key_file::{KeyFile, KeyFileError};
+use crate::keys::key_file::KeyFileError;
 use crate::keys::token::{Keyring, SigningKeys};
 use crate::ops::key_guard::{self, KeyGuardError};
 use crate::ops::metrics::Metrics;
@@ -274,7 +274,11 @@ impl App {
             clock,
             metrics: Arc::clone(&metrics),
         });
-        let key_watch = tokio::spawn(watch_keys(keys, dir.join(datadir::KEYS_FILE)));
+        let key_watch = tokio::spawn(watch_keys(
+            keys,
+            Arc::clone(&state.db),
+            dir.join(datadir::KEYS_FILE),
+        ));
         let other_commits = tokio::spawn(Arc::clone(&state.db).watch_other_commits());
         let write_probe = tokio::spawn(Arc::clone(&state.db).watch_writes());
         let maintenance = tokio::spawn(crate::ops::maintenance::run(
@@ -413,9 +417,10 @@ fn serve_metrics(
 /// How often the key file is checked for changes made by `wxauth keys`.
 const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Reloads the signing keys whenever the key file is replaced. A damaged file is
-/// reported and ignored; the keys in use stay in use.
-async fn watch_keys(keys: Arc<SigningKeys>, path: PathBuf) {
+/// Reloads the signing keys whenever the key file is replaced. A damaged file, or one
+/// that lacks a key the database needs (another database's), is reported and ignored;
+/// the keys in use stay in use.
+async fn watch_keys(keys: Arc<SigningKeys>, db: Arc<Db>, path: PathBuf) {
     let stamp = |path: &PathBuf| {
         std::fs::metadata(path)
             .ok()
@@ -429,11 +434,21 @@ async fn watch_keys(keys: Arc<SigningKeys>, path: PathBuf) {
         if now == seen {
             continue;
         }
+        let recorded = match db.read(key_guard::recorded).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                // The file is looked at again on the next tick.
+                tracing::error!(error = %e, "the key file changed but the database's record of the keys it needs cannot be read");
+                continue;
+            }
+        };
         seen = now;
-        match KeyFile::load(&path).and_then(|file| {
-            file.keyring().map_err(|message| KeyFileError::Damaged {
-                path: path.display().to_string(),
-                message,
+        match key_guard::replacement(&recorded, &path).and_then(|file| {
+            file.keyring().map_err(|message| {
+                KeyGuardError::Keys(KeyFileError::Damaged {
+                    path: path.display().to_string(),
+                    message,
+                })
             })
         }) {
             Ok(keyring) => {

@@ -1,7 +1,8 @@
 //! The key file and the database belong together. A server refuses to start with a key
 //! file that is missing or belongs to another database, and says how to fix it; a new
 //! one is made only for an empty database; `wxauth keys reset --yes` starts over;
-//! `keys rotate` and `retire`, `backup` and `restore` keep the two matched.
+//! `keys rotate` and `retire`, `backup` and `restore` keep the two matched; a running
+//! server reloads a changed key file only if it is still the database's.
 
 mod common;
 
@@ -334,4 +335,71 @@ async fn a_restore_brings_the_backups_keys_over_a_wrong_key_file() {
     assert!(stderr.contains("not this database's"), "{stderr}");
     stranger.stop().await;
     source.stop().await;
+}
+
+/// The kid a token was signed with.
+fn kid_of(token: &str) -> &str {
+    token.split('.').nth(1).unwrap()
+}
+
+/// Waits until the logs hold `needle`.
+async fn logged(logs: &common::LogCapture, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !logs.text().contains(needle) {
+        assert!(Instant::now() < deadline, "never logged: {needle}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_refuses_a_foreign_key_file_and_reloads_a_rotated_one() {
+    // The only test of this file that reads the logs.
+    let logs = common::LogCapture::install();
+    let server = TestServer::start().await;
+    let token = server.token("dev:amy").await;
+    let dir = data(&server);
+    let path = dir.join("keys.json");
+    let ours = std::fs::read(&path).unwrap();
+    let (active, _) = kids(&dir);
+
+    // Another database's key file put in place beside the running server: the keys in
+    // use stay, and the log says why the file was refused.
+    let other = TestServer::start().await;
+    std::fs::copy(data(&other).join("keys.json"), &path).unwrap();
+    other.stop().await;
+    logged(
+        &logs,
+        &format!("the key file {} is not this database's", path.display()),
+    )
+    .await;
+    assert!(logs.text().contains("keeping the current keys"));
+    assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
+    let later = server.token("dev:bob").await;
+    assert_eq!(kid_of(&later), active);
+    assert_eq!(server.get("/v1/session", Some(&later)).await.status(), 200);
+
+    // The right file back, then a rotation: new logins get the new key, and the tokens
+    // from before keep working.
+    std::fs::write(&path, &ours).unwrap();
+    let (code, stdout, stderr) = wxauth(&dir, &["keys", "rotate"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rotated = stdout.trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if kid_of(&server.token(&format!("dev:cy{n}")).await) == rotated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key file was not reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    logged(&logs, "signing keys reloaded").await;
+    for old in [&token, &later] {
+        assert_eq!(server.get("/v1/session", Some(old)).await.status(), 200);
+    }
+    server.stop().await;
 }

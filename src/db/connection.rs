@@ -10,7 +10,6 @@ use rusqlite::{Connection, OpenFlags};
 use super::changes::MAX_EXTERNAL_LAG;
 use super::error::DbError;
 use super::migrations::{SCHEMA_VERSION, migrate};
-use super::wal_vfs;
 
 /// Creates the database file if it is missing, readable by its owner alone.
 pub(super) fn create_private(path: &Path) -> Result<(), DbError> {
@@ -76,16 +75,6 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbErr
     };
     let conn = Connection::open_with_flags(path, flags)?;
     configure(&conn, read_only)?;
-    Ok(conn)
-}
-
-/// Opens the writer's connection, on the VFS that gathers each commit's writes to the
-/// log into a few system calls (see [`wal_vfs`]).
-pub(super) fn open_writer_connection(path: &Path) -> Result<Connection, DbError> {
-    wal_vfs::register();
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags_and_vfs(path, flags, wal_vfs::NAME)?;
-    configure(&conn, false)?;
     Ok(conn)
 }
 

@@ -11,7 +11,6 @@ pub mod needed_keys;
 pub mod queries;
 mod queue;
 mod readers;
-mod wal_vfs;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ use rusqlite::config::DbConfig;
 
 pub use changes::{ChangedRow, Changes, MAX_EXTERNAL_LAG, Mark};
 use checkpointer::Checkpointer;
-use connection::{create_private, open_writer_connection};
+use connection::create_private;
 pub use connection::{open_connection, open_existing};
 pub use error::DbError;
 pub use migrations::{SCHEMA_VERSION, migrate};
@@ -91,7 +90,7 @@ impl Db {
         checkpoints: Checkpoints,
     ) -> Result<Arc<Db>, DbError> {
         create_private(path)?;
-        let mut conn = open_writer_connection(path)?;
+        let mut conn = open_connection(path, false)?;
         migrate(&mut conn)?;
         let autocheckpoint = match checkpoints {
             Checkpoints::Own => checkpointer::WRITER_AUTOCHECKPOINT,

@@ -111,6 +111,20 @@ pub fn key_file_for(
     }
 }
 
+/// The key file at `path` put in place while a server runs, by `wxauth keys` or by hand:
+/// usable only if it holds every key the database needs, as at a start. Unlike at a
+/// start, nothing is made or changed here.
+pub fn replacement(recorded: &Recorded, path: &Path) -> Result<KeyFile, KeyGuardError> {
+    let file = KeyFile::load(path)?;
+    match judge(recorded, Some(&file)) {
+        Verdict::Lacking(lacking) => Err(KeyGuardError::Lacking {
+            path: path.to_owned(),
+            lacking,
+        }),
+        Verdict::Create | Verdict::Use | Verdict::Missing => Ok(file),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +154,20 @@ mod tests {
         let err = key_file_for(&theirs, &path, 3).unwrap_err();
         assert!(err.to_string().contains("not this database's"), "{err}");
         assert!(err.to_string().contains(&made.active), "{err}");
+    }
+
+    #[test]
+    fn a_replacement_must_hold_what_the_database_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut file = KeyFile::generate(0);
+        let theirs = recorded(file.prints(), false);
+        file.rotate(1);
+        file.save(&path).unwrap();
+        assert_eq!(replacement(&theirs, &path).unwrap().prints(), file.prints());
+
+        KeyFile::generate(2).save(&path).unwrap();
+        let err = replacement(&theirs, &path).unwrap_err();
+        assert!(err.to_string().contains("not this database's"), "{err}");
     }
 }
