@@ -20,6 +20,7 @@ use crate::domain::login::{Logins, SessionPolicy};
 use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
 use crate::domain::sessions::Sessions;
+use crate::domain::web_login::WebLogins;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
@@ -251,6 +252,18 @@ impl App {
                 metrics.session_reads(),
                 policy.token_ttl,
             ),
+            web_logins: config.public_url.as_deref().map(|public_url| {
+                WebLogins::new(
+                    Arc::clone(&db),
+                    wechat.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&data_keys),
+                    Arc::clone(&keys),
+                    policy,
+                    public_url,
+                    &config.wechat_open_url,
+                )
+            }),
             logins: Arc::new(Logins::new(
                 Arc::clone(&db),
                 wechat,

@@ -43,6 +43,18 @@ pub enum Error {
     /// Encrypted data does not decrypt, or is not what was expected.
     #[error("{0}")]
     DecryptFailed(Cow<'static, str>),
+    /// A web login's state is missing, forged, expired, used or not this browser's.
+    #[error("{0}")]
+    InvalidState(&'static str),
+    /// A web login's `redirect_uri` is not one the app allows.
+    #[error("{0}")]
+    RedirectNotAllowed(String),
+    /// WeChat answered for a snapshot page: the person must open the page in WeChat.
+    #[error("WeChat opened this page as a snapshot (朋友圈快照页); open it in WeChat to log in")]
+    SnapshotUser,
+    /// A one-time web login code that is unknown or expired.
+    #[error("{0}")]
+    UnknownCode(&'static str),
     /// A valid credential without the right to this call.
     #[error("{0}")]
     Forbidden(String),

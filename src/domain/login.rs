@@ -334,7 +334,7 @@ fn seal_pad(appid: &str, code: &str) -> [u8; 32] {
 }
 
 /// Masks or unmasks `bytes` with a code's pad.
-fn mask(pad: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
+pub(super) fn mask(pad: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
     debug_assert!(bytes.len() <= pad.len());
     bytes.iter().zip(pad).map(|(b, p)| b ^ p).collect()
 }
@@ -342,7 +342,7 @@ fn mask(pad: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
 /// SHA-256 over each part prefixed by its length. The parts are gathered into one buffer
 /// and hashed in one call: for inputs this short, six calls to ring's incremental update
 /// cost more than the hashing itself.
-fn tagged_hash(tag: &[u8], appid: &str, code: &str) -> [u8; 32] {
+pub(super) fn tagged_hash(tag: &[u8], appid: &str, code: &str) -> [u8; 32] {
     let parts = [tag, appid.as_bytes(), code.as_bytes()];
     let mut message = Vec::with_capacity(parts.iter().map(|p| 8 + p.len()).sum());
     for part in parts {

@@ -14,6 +14,7 @@ pub mod service_keys;
 pub mod session_cache;
 pub mod session_keys;
 pub mod sessions;
+pub mod web_login;
 pub mod wechat_profile;
 
 pub use error::Error;

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     UpstreamError,
     UpstreamUnavailable,
     StorageUnavailable,
+    InvalidState,
+    RedirectNotAllowed,
+    SnapshotUser,
     Internal,
 }
 
@@ -66,6 +69,9 @@ impl ErrorCode {
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::RedirectNotAllowed => "redirect_not_allowed",
+            ErrorCode::SnapshotUser => "snapshot_user",
             ErrorCode::Internal => "internal",
         }
     }
@@ -73,15 +79,18 @@ impl ErrorCode {
     /// The HTTP status the code is sent with.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::InvalidCode | ErrorCode::UnknownApp => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidCode
+            | ErrorCode::UnknownApp
+            | ErrorCode::InvalidState
+            | ErrorCode::RedirectNotAllowed => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidToken | ErrorCode::TokenExpired | ErrorCode::SessionRevoked => {
                 StatusCode::UNAUTHORIZED
             }
-            ErrorCode::LoginBlocked | ErrorCode::UserBanned | ErrorCode::Forbidden => {
-                StatusCode::FORBIDDEN
-            }
+            ErrorCode::LoginBlocked
+            | ErrorCode::UserBanned
+            | ErrorCode::Forbidden
+            | ErrorCode::SnapshotUser => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -208,6 +217,10 @@ impl From<&Error> for ApiError {
             Error::DecryptFailed(_) => ErrorCode::DecryptFailed,
             Error::SessionKeyExpired => ErrorCode::SessionKeyExpired,
             Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::InvalidState(_) => ErrorCode::InvalidState,
+            Error::RedirectNotAllowed(_) => ErrorCode::RedirectNotAllowed,
+            Error::SnapshotUser => ErrorCode::SnapshotUser,
+            Error::UnknownCode(_) => ErrorCode::InvalidCode,
             Error::ContentRejected => ErrorCode::ContentRejected,
             Error::ContentCheckUnavailable => {
                 return ApiError::new(ErrorCode::UpstreamUnavailable, e.to_string()).retry_after(5);

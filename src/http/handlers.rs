@@ -14,6 +14,7 @@ use super::error::{ApiError, ErrorCode};
 use super::json::{json, json_body, to_json};
 use super::state::AppState;
 use super::views::{SessionInfo, TokenResponse, UserView};
+use crate::config::AppKind;
 use crate::domain::login::{self, LoginOutcome};
 use crate::domain::profile;
 use crate::domain::sessions::Authenticated;
@@ -105,6 +106,12 @@ pub async fn login(
             },
         )
     })?;
+    if app.kind != AppKind::MiniProgram {
+        return Err(ApiError::new(
+            ErrorCode::UnknownApp,
+            "`appid` names a web app; web apps log in through /v1/oauth/wechat/authorize",
+        ));
+    }
     let outcome = state
         .logins
         .login(app, &request.code)
@@ -116,7 +123,7 @@ pub async fn login(
     Ok(token_response(state, &outcome?))
 }
 
-fn token_response(state: &AppState, outcome: &LoginOutcome) -> Response {
+pub(super) fn token_response(state: &AppState, outcome: &LoginOutcome) -> Response {
     json(&TokenResponse::new(outcome, state.clock.now()))
 }
 

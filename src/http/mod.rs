@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod views;
+mod web_login;
 mod wechat;
 
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
 {
     let trust_proxy = state.config.trust_proxy;
+    let dev = state.config.dev;
     let metrics_listen = state.config.metrics_listen;
     let wechat = wechat::routes(Arc::clone(&state));
     let state = warp::any().map(move || Arc::clone(&state));
@@ -136,6 +138,65 @@ pub fn routes(
             },
         );
 
+    let browser = || warp::cookie::optional::<String>(crate::domain::web_login::BROWSER_COOKIE);
+    let authorize = warp::path!("v1" / "oauth" / "wechat" / "authorize")
+        .and(get_or_head())
+        .and(state.clone())
+        .and(client_ip(trust_proxy))
+        .and(query::raw())
+        .and(browser())
+        .then(
+            |s: Arc<AppState>, ip: Option<IpAddr>, q: String, b: Option<String>| async move {
+                respond(web_login::authorize(&s, ip, q, b).await)
+            },
+        );
+    let callback = warp::path!("v1" / "oauth" / "wechat" / "callback")
+        .and(get_or_head())
+        .and(state.clone())
+        .and(query::raw())
+        .and(browser())
+        .then(
+            |s: Arc<AppState>, q: String, b: Option<String>| async move {
+                respond(web_login::callback(&s, q, b).await)
+            },
+        );
+    let oauth_token = warp::path!("v1" / "oauth" / "token")
+        .and(warp::post())
+        .and(state.clone())
+        .and(client_ip(trust_proxy))
+        .and(body::limited(JSON_LIMIT))
+        .then(
+            |s: Arc<AppState>, ip: Option<IpAddr>, b: RawBody| async move {
+                respond(web_login::token(&s, ip, b).await)
+            },
+        );
+
+    // Dev mode serves the H5 example, so that a web login can be tried in a browser at
+    // once: the page is on this origin, which dev mode's web apps list.
+    let example = warp::path!("dev" / "h5")
+        .and(get_or_head())
+        .and(warp::any().and_then(move || async move {
+            if dev {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        }))
+        .untuple_one()
+        .map(|| {
+            let mut response = Response::new(include_str!("../../examples/h5/index.html").into());
+            let headers = response.headers_mut();
+            headers.insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            headers.insert(
+                warp::http::header::CACHE_CONTROL,
+                warp::http::HeaderValue::from_static("no-cache"),
+            );
+            response
+        });
+
     // The routes a busy server answers most come first and unboxed. The rest sit behind
     // one box: their handlers' futures are larger (a WeChat call, a body, a write), and
     // every request's future is as large as the largest route's.
@@ -151,6 +212,14 @@ pub fn routes(
         .or(introspect)
         .unify()
         .or(events)
+        .unify()
+        .or(authorize)
+        .unify()
+        .or(callback)
+        .unify()
+        .or(oauth_token)
+        .unify()
+        .or(example)
         .unify()
         .or(metrics)
         .unify()

@@ -9,6 +9,7 @@ use crate::db::Db;
 use crate::domain::login::Logins;
 use crate::domain::profiles::Profiles;
 use crate::domain::sessions::Sessions;
+use crate::domain::web_login::WebLogins;
 use crate::http::ratelimit::RateLimiter;
 use crate::ops::metrics::Metrics;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub logins: Arc<Logins>,
     pub profiles: Profiles,
+    /// `None` without `public_url`: browsers could not be sent back.
+    pub web_logins: Option<WebLogins>,
     /// Per client IP on `/v1/login`; `None` when switched off.
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.

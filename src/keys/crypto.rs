@@ -22,6 +22,9 @@ use crate::keys::random;
 /// The length of the key file's data key.
 pub const DATA_KEY_LEN: usize = 32;
 
+/// The length of a web login state's tag.
+pub const WEB_STATE_TAG_LEN: usize = 16;
+
 /// The length of the nonce that leads a sealed value.
 pub const SEAL_NONCE_LEN: usize = NONCE_LEN;
 
@@ -50,6 +53,8 @@ impl Purpose {
 pub struct DataKeys {
     session_key: LessSafeKey,
     access_token: LessSafeKey,
+    /// Signs the `state` of web logins.
+    web_state: hmac::Key,
 }
 
 impl std::fmt::Debug for DataKeys {
@@ -69,10 +74,27 @@ impl DataKeys {
                 .expect("HKDF can produce an AES-256 key");
             LessSafeKey::new(UnboundKey::from(okm))
         };
+        let web_state = prk
+            .expand(&[b"wxauth/mac/web-login-state/v1"], hmac::HMAC_SHA256)
+            .expect("HKDF can produce an HMAC key");
         DataKeys {
             session_key: key(Purpose::SessionKey),
             access_token: key(Purpose::AccessToken),
+            web_state: hmac::Key::from(web_state),
         }
+    }
+
+    /// The tag that signs a web login's state id: HMAC-SHA256, cut to 128 bits.
+    pub fn web_state_tag(&self, id: &[u8]) -> [u8; WEB_STATE_TAG_LEN] {
+        let mut tag = [0u8; WEB_STATE_TAG_LEN];
+        tag.copy_from_slice(&hmac::sign(&self.web_state, id).as_ref()[..WEB_STATE_TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is the tag of `id`, compared in constant time.
+    pub fn web_state_tag_matches(&self, id: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.web_state_tag(id).ct_eq(tag))
     }
 
     fn key(&self, purpose: Purpose) -> &LessSafeKey {
@@ -391,6 +413,20 @@ mod tests {
             user_state_signature(HMAC_DOC_KEY, HMAC_DOC_MESSAGE.as_bytes()),
             HMAC_DOC_SIGNATURE
         );
+    }
+
+    #[test]
+    fn web_state_tags_depend_on_the_id_and_the_data_key() {
+        let keys = DataKeys::derive(&[1; DATA_KEY_LEN]);
+        let other = DataKeys::derive(&[2; DATA_KEY_LEN]);
+        let tag = keys.web_state_tag(b"state-id");
+        assert!(keys.web_state_tag_matches(b"state-id", &tag));
+        assert!(!keys.web_state_tag_matches(b"state-ie", &tag));
+        assert!(!other.web_state_tag_matches(b"state-id", &tag));
+        assert!(!keys.web_state_tag_matches(b"state-id", &tag[..15]));
+        let mut flipped = tag;
+        flipped[0] ^= 1;
+        assert!(!keys.web_state_tag_matches(b"state-id", &flipped));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AppConfig, Config};
+use crate::config::{AppConfig, AppKind, Config};
 use crate::datadir;
 use crate::db::{self, SCHEMA_VERSION, needed_keys};
 use crate::keys::key_file::KeyFile;
@@ -355,6 +355,17 @@ pub async fn online(config: &Config) -> Vec<Finding> {
     let mut findings = Vec::new();
     for app in &config.apps {
         let subject = format!("app {}", app.appid);
+        if app.kind == AppKind::Website {
+            // WeChat gives website apps no access_token, so nothing checks their secret
+            // short of a person logging in.
+            findings.push(Finding::new(
+                subject,
+                Status::Warn,
+                "a website app cannot be checked online; its AppSecret is first used when \
+                 someone logs in",
+            ));
+            continue;
+        }
         let (status, detail) = match stable_token(&http, &config.wechat_api, app).await {
             Ok(()) => (
                 Status::Ok,

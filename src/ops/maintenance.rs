@@ -1,5 +1,5 @@
-//! Housekeeping in the background: sessions that ended long enough ago and login codes
-//! past their five minutes are deleted, a few hundred rows per write job, so that other
+//! Housekeeping in the background: sessions that ended long enough ago, login codes
+//! past their five minutes and web logins past their time are deleted, a few hundred rows per write job, so that other
 //! writes queue behind a purge for milliseconds at most.
 
 use std::sync::Arc;
@@ -24,6 +24,7 @@ pub const INTERVAL: Duration = Duration::from_secs(600);
 pub struct Purged {
     pub sessions: usize,
     pub login_codes: usize,
+    pub web_logins: usize,
 }
 
 /// Deletes expired login codes, then sessions whose sliding expiry (never later than
@@ -31,11 +32,13 @@ pub struct Purged {
 /// sessions go the same way: a revoked session is never refreshed again.
 pub async fn purge(db: &Db, now: UnixTime) -> Result<Purged, DbError> {
     let login_codes = purge_in_batches(db, move |c| delete_expired_codes(c, now)).await?;
+    let web_logins = purge_in_batches(db, move |c| delete_ended_web_logins(c, now)).await?;
     let cutoff = now.saturating_sub(secs(SESSION_GRACE));
     let sessions = purge_in_batches(db, move |c| delete_ended_sessions(c, cutoff)).await?;
     Ok(Purged {
         sessions,
         login_codes,
+        web_logins,
     })
 }
 
@@ -71,6 +74,20 @@ fn delete_expired_codes(conn: &Connection, now: UnixTime) -> Result<usize, DbErr
         .execute((now, BATCH as i64))?)
 }
 
+/// Deletes the ended web logins among the oldest [`BATCH`], as
+/// [`delete_expired_codes`] does: rows are appended when a login starts. A login has
+/// ended once its state has expired and any one-time code it gave has too; a code is
+/// given before the state expires and lives 60 seconds.
+fn delete_ended_web_logins(conn: &Connection, now: UnixTime) -> Result<usize, DbError> {
+    let ended = now.saturating_sub(crate::domain::web_login::CODE_LIFETIME_SECS);
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM web_logins WHERE id IN \
+             (SELECT id FROM web_logins ORDER BY id LIMIT ?2) AND expires_at <= ?1",
+        )?
+        .execute((ended, BATCH as i64))?)
+}
+
 /// Deletes up to [`BATCH`] sessions whose `expires_at` is at or before `cutoff`, found
 /// through the expiry index.
 fn delete_ended_sessions(conn: &Connection, cutoff: UnixTime) -> Result<usize, DbError> {
@@ -92,11 +109,13 @@ pub async fn run(db: Arc<Db>, clock: Arc<dyn Clock>) {
             Ok(Purged {
                 sessions: 0,
                 login_codes: 0,
+                web_logins: 0,
             }) => {}
             Ok(purged) => tracing::info!(
                 sessions = purged.sessions,
                 login_codes = purged.login_codes,
-                "purged ended sessions and expired login codes"
+                web_logins = purged.web_logins,
+                "purged ended sessions, expired login codes and ended web logins"
             ),
             Err(e) => tracing::warn!(error = %e, "purge failed; trying again later"),
         }
@@ -175,6 +194,21 @@ mod tests {
         seed(&db, 3, now - DAY, now - DAY).await;
         // Live, with a code still inside its five minutes: kept.
         seed(&db, 2, now + DAY, now + 60).await;
+        // Web logins: one whose state and code have both run out, one whose state has
+        // but whose code may live a little longer, one still waiting for WeChat.
+        db.write(move |c| {
+            for (n, expires_at) in [(1u8, now - 61), (2, now - 30), (3, now + 500)] {
+                c.execute(
+                    "INSERT INTO web_logins (state_hash, browser_hash, appid, scope, \
+                     redirect_uri, expires_at) VALUES (?1, x'00', 'wx1', 'snsapi_base', \
+                     'https://a.example/', ?2)",
+                    params![vec![n], expires_at],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
         batches.lock().unwrap().clear();
 
         let purged = purge(&db, now).await.unwrap();
@@ -182,9 +216,11 @@ mod tests {
             purged,
             Purged {
                 sessions: 1200,
-                login_codes: 1203
+                login_codes: 1203,
+                web_logins: 1,
             }
         );
+        assert_eq!(count(&db, "web_logins").await, 2);
         assert_eq!(count(&db, "sessions").await, 5);
         assert_eq!(count(&db, "login_codes").await, 2);
         // Every job stayed within a batch, and each was its own commit.
