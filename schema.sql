@@ -26,13 +26,18 @@ CREATE TABLE users (
     updated_at    INTEGER NOT NULL,
     -- Set when `wxauth users merge` merged this user into another: the row stays, so
     -- that its public id still names the person, as an alias of that user.
-    merged_into   INTEGER REFERENCES users (id)
+    merged_into   INTEGER REFERENCES users (id),
+    -- The AppIDs of the user's identities, oldest first, comma-separated: kept here, as
+    -- every answer about a user shows them, rather than looked up in `identities`
+    -- through an index every login would have to grow.
+    apps          TEXT    NOT NULL DEFAULT ''
 );
 
 -- Users are listed in rowid order: never deleted, that is the order they were created in.
 
 -- How a person logs in: one app's openid, with the unionid WeChat gave for it, if any.
--- A user has one or more; an identity belongs to exactly one user.
+-- A user has one or more; an identity belongs to exactly one user. Never deleted. No
+-- index by user: only the admin commands ask for a user's identities.
 CREATE TABLE identities (
     id            INTEGER PRIMARY KEY,
     user_id       INTEGER NOT NULL REFERENCES users (id),
@@ -42,13 +47,15 @@ CREATE TABLE identities (
     created_at    INTEGER NOT NULL,
     -- The latest WeChat session_key of this identity (mini programs only), sealed with
     -- AES-256-GCM under a key derived from the key file's data key and bound to the
-    -- owning user's public_id (96-bit nonce, ciphertext, tag); replaced on every login,
-    -- NULL while there is none.
+    -- identity (before version 6: to the user's public_id) (96-bit nonce, ciphertext,
+    -- tag); replaced on every login that brings one, NULL while there is none.
     session_key   BLOB,
-    UNIQUE (appid, openid)
+    -- The openid first: openids differ from the first character, where every AppID of a
+    -- deployment shares a long prefix, so each comparison in this index ends sooner; and
+    -- an openid alone, without its app, finds its identities through it.
+    UNIQUE (openid, appid)
 );
 
-CREATE INDEX identities_user ON identities (user_id);
 CREATE INDEX identities_unionid ON identities (unionid) WHERE unionid IS NOT NULL;
 
 CREATE TABLE sessions (
@@ -58,7 +65,8 @@ CREATE TABLE sessions (
                                                  -- led by the id's 6-byte creation time when
                                                  -- the token starts `v2.`
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    identity_id    INTEGER NOT NULL REFERENCES identities (id), -- what it logged in with
+    identity_id    INTEGER NOT NULL,             -- identities.id: what it logged in with;
+                                                 -- identities are never deleted
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,             -- sliding: moves forward on refresh
     max_expires_at INTEGER NOT NULL,             -- absolute: created_at + session_max_age
@@ -157,7 +165,7 @@ CREATE TABLE events (
     type          TEXT    NOT NULL CHECK (type = 'user.created' OR type = 'identity.linked'
                       OR type = 'user.merged' OR type = 'user.banned' OR type = 'user.unbanned'),
     at            INTEGER NOT NULL,
-    user_id       INTEGER NOT NULL REFERENCES users (id),
+    user_id       INTEGER NOT NULL,             -- users.id; users are never deleted
     data          TEXT    NOT NULL DEFAULT '{}' -- the type's other fields, a JSON object
 );
 

@@ -215,12 +215,13 @@ CREATE TABLE users_v6 (
     ban_reason    TEXT,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
-    merged_into   INTEGER REFERENCES users (id)
+    merged_into   INTEGER REFERENCES users (id),
+    apps          TEXT    NOT NULL DEFAULT ''
 );
 INSERT INTO users_v6 (id, public_id, nickname, avatar_url, gender, country, province, city,
-        language, phone, banned_until, ban_reason, created_at, updated_at)
+        language, phone, banned_until, ban_reason, created_at, updated_at, apps)
     SELECT id, public_id, nickname, avatar_url, gender, country, province, city, language,
-        phone, banned_until, ban_reason, created_at, updated_at
+        phone, banned_until, ban_reason, created_at, updated_at, appid
     FROM users ORDER BY id;
 CREATE TABLE identities (
     id            INTEGER PRIMARY KEY,
@@ -230,7 +231,7 @@ CREATE TABLE identities (
     unionid       TEXT,
     created_at    INTEGER NOT NULL,
     session_key   BLOB,
-    UNIQUE (appid, openid)
+    UNIQUE (openid, appid)
 );
 INSERT INTO identities (id, user_id, appid, openid, unionid, created_at, session_key)
     SELECT id, id, appid, openid, unionid, created_at, session_key FROM users ORDER BY id;
@@ -239,7 +240,7 @@ CREATE TABLE sessions_v6 (
     public_id      TEXT    NOT NULL UNIQUE,
     secret_hash    BLOB    NOT NULL UNIQUE,
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    identity_id    INTEGER NOT NULL REFERENCES identities (id),
+    identity_id    INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
     expires_at     INTEGER NOT NULL,
     max_expires_at INTEGER NOT NULL,
@@ -256,7 +257,6 @@ DROP TABLE sessions;
 DROP TABLE users;
 ALTER TABLE users_v6 RENAME TO users;
 ALTER TABLE sessions_v6 RENAME TO sessions;
-CREATE INDEX identities_user ON identities (user_id);
 CREATE INDEX identities_unionid ON identities (unionid) WHERE unionid IS NOT NULL;
 CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
 CREATE INDEX sessions_expiry ON sessions (expires_at);
@@ -275,7 +275,7 @@ CREATE TABLE events (
     type          TEXT    NOT NULL CHECK (type = 'user.created' OR type = 'identity.linked'
                       OR type = 'user.merged' OR type = 'user.banned' OR type = 'user.unbanned'),
     at            INTEGER NOT NULL,
-    user_id       INTEGER NOT NULL REFERENCES users (id),
+    user_id       INTEGER NOT NULL,
     data          TEXT    NOT NULL DEFAULT '{}'
 );
 CREATE TABLE web_logins (
@@ -650,6 +650,10 @@ mod tests {
         assert_eq!(
             rows(&conn, "SELECT scopes FROM service_keys"),
             ["introspect"]
+        );
+        assert_eq!(
+            rows(&conn, "SELECT apps FROM users ORDER BY id"),
+            ["wx1", "wx1", "wx2"]
         );
         let enforced: bool = conn
             .pragma_query_value(None, "foreign_keys", |r| r.get(0))

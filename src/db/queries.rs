@@ -66,22 +66,18 @@ macro_rules! user_columns {
     () => {
         "u.id, u.public_id, u.nickname, u.avatar_url, u.gender, u.country, u.province, \
          u.city, u.language, u.phone, u.banned_until, u.ban_reason, u.created_at, \
-         u.updated_at, u.merged_into, \
-         (SELECT group_concat(a.appid, ',' ORDER BY a.id) FROM identities a \
-          WHERE a.user_id = u.id)"
+         u.updated_at, u.merged_into, u.apps"
     };
 }
 const USER_WIDTH: usize = 16;
 
 fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<UserRow> {
-    let apps: Option<String> = r.get(at + 15)?;
-    let mut listed: Vec<String> = Vec::new();
-    for appid in apps.as_deref().unwrap_or_default().split(',') {
-        // Two identities of one app (two merged users of it) list the app once.
-        if !appid.is_empty() && !listed.iter().any(|a| a == appid) {
-            listed.push(appid.to_owned());
-        }
-    }
+    let apps: String = r.get(at + 15)?;
+    let listed = apps
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
     Ok(UserRow {
         id: r.get(at)?,
         public_id: r.get(at + 1)?,
@@ -277,7 +273,8 @@ pub fn user_by_public_id(conn: &Connection, public_id: &str) -> Result<Option<Us
     Ok(Some(user))
 }
 
-/// The identities of user `user_id`, oldest first.
+/// The identities of user `user_id`, oldest first. Identities have no index by user (a
+/// login would have to grow it), so this reads them all: it serves the admin commands.
 pub fn user_identities(conn: &Connection, user_id: i64) -> Result<Vec<IdentityRow>, DbError> {
     let sql = concat!(
         "SELECT ",
@@ -327,9 +324,7 @@ pub fn list_users(
         " FROM users u WHERE u.merged_into IS NULL"
     ));
     if appid.is_some() {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id AND i.appid = ?1)",
-        );
+        sql.push_str(" AND instr(',' || u.apps || ',', ',' || ?1 || ',') > 0");
     }
     if before.is_some() {
         sql.push_str(" AND u.id < ?2");
@@ -419,9 +414,9 @@ pub struct NewLogin {
     pub unionid: Option<String>,
     /// The session secret's [`crate::keys::token::SessionSecret::lookup_key`].
     pub secret_hash: Vec<u8>,
-    /// The login's session_key sealed for `user_public_id`, stored when the login makes
-    /// a new user; `None` for a login that brings none (a web login).
-    pub new_user_session_key: Option<Vec<u8>>,
+    /// The login's session_key, sealed for the identity; `None` for a login that brings
+    /// none (a web login), which leaves a stored one in place.
+    pub session_key: Option<Vec<u8>>,
     /// A nickname and avatar WeChat gave, for the fields the user has not set.
     pub profile: Option<ProfileFill>,
     pub now: UnixTime,
@@ -455,14 +450,8 @@ pub enum LoginWritten {
 
 /// Finds the login's identity, or makes it: joined to the user that holds its unionid,
 /// else with a new user. Stores the login's session_key on the identity, creates the
-/// session and evicts sessions beyond the cap. Runs inside the writer's transaction. An
-/// identity of a user who already exists gets the session_key that `seal_session_key`
-/// seals for that user's public id (`None` for a login that brings none).
-pub fn record_login(
-    conn: &Connection,
-    login: &NewLogin,
-    seal_session_key: &dyn Fn(&str) -> Option<Vec<u8>>,
-) -> Result<LoginWritten, DbError> {
+/// session and evicts sessions beyond the cap. Runs inside the writer's transaction.
+pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten, DbError> {
     let found = conn
         .prepare_cached(
             "SELECT id, user_id, unionid, created_at FROM identities \
@@ -482,36 +471,38 @@ pub fn record_login(
     let (mut user, identity, new_user) = match found {
         Some(identity) => {
             let identity = note_unionid(conn, identity, login)?;
+            if let Some(sealed) = &login.session_key {
+                conn.prepare_cached("UPDATE identities SET session_key = ?2 WHERE id = ?1")?
+                    .execute(params![identity.id, sealed])?;
+            }
             let user = user_by_id(conn, identity.user_id)?
                 .ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
-            if !user.is_banned(login.now) {
-                store_session_key(conn, identity.id, seal_session_key(&user.public_id))?;
-            }
             (user, identity, false)
         }
         None => match user_of_unionid(conn, login.unionid.as_deref())? {
             Some(mut user) => {
-                let identity =
-                    insert_identity(conn, user.id, login, seal_session_key(&user.public_id))?;
-                conn.prepare_cached("UPDATE users SET updated_at = ?2 WHERE id = ?1")?
-                    .execute(params![user.id, login.now])?;
+                let identity = insert_identity(conn, user.id, login)?;
+                if !user.apps.contains(&login.appid) {
+                    user.apps.push(login.appid.clone());
+                }
+                conn.prepare_cached("UPDATE users SET apps = ?2, updated_at = ?3 WHERE id = ?1")?
+                    .execute(params![user.id, user.apps.join(","), login.now])?;
                 user.updated_at = login.now;
-                user.apps.push(login.appid.clone());
-                user.apps.dedup();
                 append_event(
                     conn,
                     EventType::IdentityLinked,
                     login.now,
                     user.id,
-                    &serde_json::json!({ "appid": login.appid }),
+                    &login.appid,
                 )?;
                 (user, identity, false)
             }
             None => {
                 conn.prepare_cached(
-                    "INSERT INTO users (public_id, created_at, updated_at) VALUES (?1, ?2, ?2)",
+                    "INSERT INTO users (public_id, apps, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?3)",
                 )?
-                .execute(params![login.user_public_id, login.now])?;
+                .execute(params![login.user_public_id, login.appid, login.now])?;
                 // A new user's row is exactly what was just inserted: reading it back
                 // would only cost a query on the writer, the one thread every login
                 // passes through.
@@ -521,14 +512,13 @@ pub fn record_login(
                     login.appid.clone(),
                     login.now,
                 );
-                let identity =
-                    insert_identity(conn, user.id, login, login.new_user_session_key.clone())?;
+                let identity = insert_identity(conn, user.id, login)?;
                 append_event(
                     conn,
                     EventType::UserCreated,
                     login.now,
                     user.id,
-                    &serde_json::json!({ "appid": login.appid }),
+                    &login.appid,
                 )?;
                 (user, identity, true)
             }
@@ -626,7 +616,6 @@ fn insert_identity(
     conn: &Connection,
     user_id: i64,
     login: &NewLogin,
-    session_key: Option<Vec<u8>>,
 ) -> Result<IdentityRow, DbError> {
     conn.prepare_cached(
         "INSERT INTO identities (user_id, appid, openid, unionid, created_at, session_key) \
@@ -638,7 +627,7 @@ fn insert_identity(
         login.openid,
         login.unionid,
         login.now,
-        session_key
+        login.session_key
     ])?;
     Ok(IdentityRow {
         id: conn.last_insert_rowid(),
@@ -648,19 +637,6 @@ fn insert_identity(
         unionid: login.unionid.clone(),
         created_at: login.now,
     })
-}
-
-/// Replaces an identity's stored session_key, when the login brought one.
-fn store_session_key(
-    conn: &Connection,
-    identity_id: i64,
-    sealed: Option<Vec<u8>>,
-) -> Result<(), DbError> {
-    if let Some(sealed) = sealed {
-        conn.prepare_cached("UPDATE identities SET session_key = ?2 WHERE id = ?1")?
-            .execute(params![identity_id, sealed])?;
-    }
-    Ok(())
 }
 
 /// The sealed session_key stored on identity `identity_id`, if any.
@@ -747,16 +723,37 @@ impl EventType {
     }
 }
 
-/// Appends an event about user `user_id` to the journal; `data` holds its other fields.
-pub fn append_event(
+/// Appends an event about user `user_id` to the journal: a login's, whose one other
+/// field is the AppID it came through.
+fn append_event(
     conn: &Connection,
     kind: EventType,
     at: UnixTime,
     user_id: i64,
-    data: &serde_json::Value,
+    appid: &str,
+) -> Result<(), DbError> {
+    // AppIDs are letters and digits (the configuration checks them), so the object
+    // needs no escaping, and a login spends no JSON serializer on it.
+    append_event_data(
+        conn,
+        kind,
+        at,
+        user_id,
+        &format!(r#"{{"appid":"{appid}"}}"#),
+    )
+}
+
+/// Appends an event about user `user_id` to the journal; `data` holds its other fields,
+/// a JSON object.
+pub fn append_event_data(
+    conn: &Connection,
+    kind: EventType,
+    at: UnixTime,
+    user_id: i64,
+    data: &str,
 ) -> Result<(), DbError> {
     conn.prepare_cached("INSERT INTO events (type, at, user_id, data) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![kind.as_str(), at, user_id, data.to_string()])?;
+        .execute(params![kind.as_str(), at, user_id, data])?;
     Ok(())
 }
 
@@ -968,7 +965,7 @@ mod tests {
             openid: openid.into(),
             unionid: unionid.map(Into::into),
             secret_hash: vec![now as u8; 38],
-            new_user_session_key: Some(format!("key of new u_{now}").into_bytes()),
+            session_key: Some(format!("key of {now}").into_bytes()),
             profile: None,
             now,
             expires_at: now + 100,
@@ -977,14 +974,14 @@ mod tests {
         }
     }
 
-    fn sealed_for_returning(public_id: &str) -> Option<Vec<u8>> {
-        Some(format!("key of returning {public_id}").into_bytes())
-    }
-
     /// Records `login`, which must create a session; returns the user and whether it
     /// is new.
     fn record(conn: &Connection, login: &NewLogin) -> (UserRow, IdentityRow, bool) {
-        match record_login(conn, login, &sealed_for_returning).unwrap() {
+        // As on the writer: inside a transaction, at whose commit the keys are checked.
+        let tx = conn.unchecked_transaction().unwrap();
+        let written = record_login(&tx, login).unwrap();
+        tx.commit().unwrap();
+        match written {
             LoginWritten::Session {
                 user,
                 identity,
@@ -1031,9 +1028,8 @@ mod tests {
         assert_eq!(live, [(again, 1), (other, 2)]);
     }
 
-    /// A new user's identity is inserted with its session_key; a returning identity's
-    /// is replaced by the one sealed for its user's public id, which a new user's login
-    /// does not ask for.
+    /// Each login stores the identity's latest session_key; one that brings none (a web
+    /// login) leaves it as it was.
     #[test]
     fn a_login_stores_the_identitys_latest_session_key_on_its_row() {
         let conn = database();
@@ -1043,18 +1039,18 @@ mod tests {
                 "SELECT appid || ': ' || session_key FROM identities ORDER BY id",
             )
         };
-        let sealed_for = std::cell::RefCell::new(Vec::new());
-        let seal = |public_id: &str| {
-            sealed_for.borrow_mut().push(public_id.to_owned());
-            sealed_for_returning(public_id)
-        };
-        record_login(&conn, &login("wx1", "o1", None, 10), &seal).unwrap();
-        assert_eq!(stored(&conn), ["wx1: key of new u_10"]);
-        assert!(sealed_for.borrow().is_empty(), "{:?}", sealed_for.borrow());
-
-        record_login(&conn, &login("wx1", "o1", None, 20), &seal).unwrap();
-        assert_eq!(stored(&conn), ["wx1: key of returning u_10"]);
-        assert_eq!(*sealed_for.borrow(), ["u_10"]);
+        record(&conn, &login("wx1", "o1", None, 10));
+        assert_eq!(stored(&conn), ["wx1: key of 10"]);
+        record(&conn, &login("wx1", "o1", None, 20));
+        assert_eq!(stored(&conn), ["wx1: key of 20"]);
+        let mut web = login("wx1", "o1", None, 30);
+        web.session_key = None;
+        record(&conn, &web);
+        assert_eq!(stored(&conn), ["wx1: key of 20"]);
+        assert_eq!(
+            strings(&conn, "SELECT CAST(count(*) AS TEXT) FROM users"),
+            ["1"]
+        );
     }
 
     /// A new identity whose unionid a user holds joins that user; one without a unionid
@@ -1124,7 +1120,7 @@ mod tests {
     fn a_web_login_fills_only_empty_profile_fields() {
         let conn = database();
         let mut first = login("wxh5", "p1", None, 10);
-        first.new_user_session_key = None;
+        first.session_key = None;
         first.profile = Some(ProfileFill {
             nickname: Some("Wei".into()),
             avatar_url: None,

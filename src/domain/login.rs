@@ -164,30 +164,29 @@ impl Logins {
         }
         let wx = self.wechat.code2session(app, code).await?;
         // All of a login's randomness in one system call, and here rather than in the
-        // write: the writer is the one thread every login passes through. Two nonces for the
-        // session_key: one seals it for the new user this login may create, the other, on
-        // the writer, for the user the openid turns out to have already.
+        // write: the writer is the one thread every login passes through.
         let mut draw = random::Draw::<
             {
                 SessionSecret::RANDOM_LEN
                     + 2 * random::ORDERED_ID_RANDOM_LEN
-                    + 2 * crypto::SEAL_NONCE_LEN
+                    + crypto::SEAL_NONCE_LEN
             },
         >::from_os();
         let secret = SessionSecret::new(draw.take());
         let now = self.clock.now();
         let ttl = self.policy.token_ttl;
         let max_expires_at = now.saturating_add(self.policy.session_max_age);
-        let user_public_id = random::ordered_id("u_", draw.take());
-        let session_key = wx.session_key;
         let new = NewLogin {
-            new_user_session_key: Some(session_keys::seal(
+            // Should the write run again (another write in its batch failed), it stores
+            // this same sealed key; only one of its runs is ever committed.
+            session_key: Some(session_keys::seal(
                 &self.data_keys,
-                &user_public_id,
-                &session_key,
+                &app.appid,
+                &wx.openid,
+                &wx.session_key,
                 draw.take(),
             )),
-            user_public_id,
+            user_public_id: random::ordered_id("u_", draw.take()),
             session_public_id: random::ordered_id("s_", draw.take()),
             appid: app.appid.clone(),
             openid: wx.openid,
@@ -200,21 +199,10 @@ impl Logins {
             max_sessions: self.policy.max_sessions,
         };
         let sealed_sid = seal(&app.appid, code, secret.as_bytes());
-        // Should the write run again (another write in its batch failed), it may seal with
-        // this nonce again; only one of its runs is ever committed.
-        let returning_nonce = draw.take();
-        let keys = Arc::clone(&self.data_keys);
         let written = self
             .db
             .write(move |c| {
-                let written = queries::record_login(c, &new, &|public_id| {
-                    Some(session_keys::seal(
-                        &keys,
-                        public_id,
-                        &session_key,
-                        returning_nonce,
-                    ))
-                })?;
+                let written = queries::record_login(c, &new)?;
                 let code_row = match &written {
                     LoginWritten::Session { new_user, .. } => Some(queries::remember_login_code(
                         c,

@@ -1,5 +1,5 @@
-//! Each identity's latest WeChat session_key, kept sealed (AES-256-GCM, bound to its
-//! user's public id) and used only on the server: for legacy open-data decryption and to ask
+//! Each identity's latest WeChat session_key, kept sealed (AES-256-GCM, bound to the
+//! identity) and used only on the server: for legacy open-data decryption and to ask
 //! WeChat's `checksession` whether it is still current.
 
 use crate::config::AppConfig;
@@ -9,20 +9,28 @@ use crate::domain::profiles::Profiles;
 use crate::keys::crypto::{self, DataKeys, Purpose, SEAL_NONCE_LEN};
 use crate::keys::secret::Secret;
 
-/// `session_key` sealed for the user whose public id is `public_id`, with `nonce` (fresh
-/// random bytes), as a login stores it on the identity's row (`identities.session_key`).
+/// `session_key` sealed for the identity `(appid, openid)`, with `nonce` (fresh random
+/// bytes), as a login stores it on the identity's row (`identities.session_key`). Bound
+/// to the identity, not its user, so that it still opens after a merge moves the
+/// identity to another user.
 pub fn seal(
     keys: &DataKeys,
-    public_id: &str,
+    appid: &str,
+    openid: &str,
     session_key: &Secret,
     nonce: [u8; SEAL_NONCE_LEN],
 ) -> Vec<u8> {
     keys.seal_with_nonce(
         nonce,
         Purpose::SessionKey,
-        public_id.as_bytes(),
+        identity_binding(appid, openid).as_bytes(),
         session_key.expose().as_bytes(),
     )
+}
+
+/// What a session_key is bound to: its identity. The AppID holds no `/`.
+fn identity_binding(appid: &str, openid: &str) -> String {
+    format!("identity/{appid}/{openid}")
 }
 
 /// The session_key stored for `user`'s `identity`; `None` when there is none or it
@@ -41,9 +49,17 @@ async fn load(
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let opened = profiles
-        .data_keys
-        .open(Purpose::SessionKey, user.public_id.as_bytes(), &sealed)
+    let keys = &profiles.data_keys;
+    let opened = keys
+        .open(
+            Purpose::SessionKey,
+            identity_binding(&identity.appid, &identity.openid).as_bytes(),
+            &sealed,
+        )
+        // Sealed before version 6 of the schema, bound to the user's public id. Once a
+        // merge has moved such an identity to another user it opens no more, and the
+        // person logs in again, as for any key that cannot be opened.
+        .or_else(|| keys.open(Purpose::SessionKey, user.public_id.as_bytes(), &sealed))
         .and_then(|bytes| String::from_utf8(bytes).ok());
     if opened.is_none() {
         tracing::warn!(user = %user.public_id, "a stored session_key cannot be opened; the user must log in again");

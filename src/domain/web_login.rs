@@ -304,7 +304,7 @@ impl WebLogins {
             openid: grant.openid,
             unionid,
             secret_hash: secret.lookup_key(),
-            new_user_session_key: None,
+            session_key: None,
             profile,
             now,
             expires_at: sessions::sliding_expiry(now, self.policy.token_ttl, max_expires_at),
@@ -320,7 +320,7 @@ impl WebLogins {
         let written = self
             .db
             .write(move |c| {
-                let written = queries::record_login(c, &new, &|_| None)?;
+                let written = queries::record_login(c, &new)?;
                 if let LoginWritten::Session { new_user, .. } = &written {
                     c.prepare_cached(
                         "UPDATE web_logins SET code_hash = ?2, sealed_sid = ?3, new_user = ?4, \

@@ -64,12 +64,12 @@ pub fn ban(
         params![row.id, until, reason, now],
     )
     .map_err(DbError::from)?;
-    queries::append_event(
+    queries::append_event_data(
         &tx,
         EventType::UserBanned,
         now,
         row.id,
-        &serde_json::json!({ "until": rfc3339(until), "reason": reason }),
+        &serde_json::json!({ "until": rfc3339(until), "reason": reason }).to_string(),
     )?;
     tx.commit().map_err(DbError::from)?;
     Ok(())
@@ -84,13 +84,7 @@ pub fn unban(conn: &Connection, user: &str, now: UnixTime) -> Result<(), AdminEr
         params![row.id, now],
     )
     .map_err(DbError::from)?;
-    queries::append_event(
-        &tx,
-        EventType::UserUnbanned,
-        now,
-        row.id,
-        &serde_json::json!({}),
-    )?;
+    queries::append_event_data(&tx, EventType::UserUnbanned, now, row.id, "{}")?;
     tx.commit().map_err(DbError::from)?;
     Ok(())
 }

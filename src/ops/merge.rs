@@ -55,9 +55,7 @@ pub struct Merged {
 /// Merges user `other` into user `keep`, in one transaction: `other`'s identities and
 /// live sessions move to `keep` (so its tokens authenticate as `keep`), `keep`'s empty
 /// profile fields are filled from `other`'s, and `other`'s id stays as an alias of
-/// `keep`. The identities' stored session_keys are dropped: they were sealed for
-/// `other`, and the next login stores a new one. `keep`'s ban, if any, stands;
-/// `other`'s goes with it.
+/// `keep`. `keep`'s ban, if any, stands; `other`'s goes with it.
 pub fn merge(
     conn: &Connection,
     keep: &str,
@@ -79,7 +77,7 @@ pub fn merge(
         Ok(tx.execute(sql, params).map_err(DbError::from)?)
     };
     let identities = run(
-        "UPDATE identities SET user_id = ?1, session_key = NULL WHERE user_id = ?2",
+        "UPDATE identities SET user_id = ?1 WHERE user_id = ?2",
         params![k, o],
     )?;
     let sessions = run(
@@ -111,6 +109,15 @@ pub fn merge(
         "UPDATE users SET merged_into = ?1, updated_at = ?3 WHERE id = ?2",
         params![k, o, now],
     )?;
+    // Each app once, in the order of its oldest identity. Identities have no index by
+    // user (a login would have to grow it), so this reads them all: a merge is rare.
+    run(
+        "UPDATE users SET apps = (SELECT coalesce(group_concat(appid, ',' ORDER BY first), '') \
+             FROM (SELECT appid, min(id) AS first FROM identities WHERE user_id = ?1 \
+                   GROUP BY appid)) \
+         WHERE id = ?1",
+        params![k],
+    )?;
     // The conflicts naming `other` are resolved by the merge; one with a third user
     // becomes the third user's with `keep`.
     run(
@@ -127,12 +134,12 @@ pub fn merge(
          WHERE resolved_at IS NULL AND ?1 IN (user_id, other_user_id)",
         params![o, now],
     )?;
-    queries::append_event(
+    queries::append_event_data(
         &tx,
         EventType::UserMerged,
         now,
         kept.id,
-        &serde_json::json!({ "merged_user_id": gone.public_id }),
+        &serde_json::json!({ "merged_user_id": gone.public_id }).to_string(),
     )?;
     tx.commit().map_err(DbError::from)?;
     Ok(Merged {
