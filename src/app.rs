@@ -252,6 +252,7 @@ impl App {
                 metrics.session_reads(),
                 policy.token_ttl,
             ),
+            access_tokens: Arc::clone(&access_tokens),
             web_logins: config.public_url.as_deref().map(|public_url| {
                 WebLogins::new(
                     Arc::clone(&db),

@@ -1,6 +1,6 @@
 //! No secret in any log line on the backend-facing routes: with every log enabled at
-//! `trace`, neither a service key nor a token checked by forward auth or introspection
-//! may appear in the captured output.
+//! `trace`, neither a service key, nor a token checked by forward auth or introspection,
+//! nor a WeChat access_token handed to a service may appear in the captured output.
 
 mod common;
 
@@ -16,7 +16,10 @@ async fn service_keys_and_tokens_never_reach_the_logs() {
     let (_, key) = wxauth::domain::service_keys::create(
         &conn,
         "logged",
-        &[wxauth::domain::service_keys::Scope::Introspect],
+        &[
+            wxauth::domain::service_keys::Scope::Introspect,
+            wxauth::domain::service_keys::Scope::AccessToken,
+        ],
         common::START,
     )
     .unwrap();
@@ -49,7 +52,38 @@ async fn service_keys_and_tokens_never_reach_the_logs() {
         }
     }
 
+    let handed: serde_json::Value = server
+        .get("/v1/wechat/access-token", Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refreshed = server
+        .post_json(
+            "/v1/wechat/access-token/refresh",
+            &json!({ "rejected": handed["access_token"] }),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200);
+
     let logs = capture.text();
+    let access_tokens = server.mock.issued_access_tokens();
+    assert_eq!(
+        access_tokens.len(),
+        2,
+        "one handed out, one after the refusal"
+    );
+    for token in &access_tokens {
+        assert!(
+            !logs.contains(token.as_str()),
+            "an access_token in the logs"
+        );
+    }
+    assert!(
+        logs.contains("a service reported a refused access_token"),
+        "{logs}"
+    );
     assert!(
         logs.contains("introspected an inactive token"),
         "the capture works: {logs}"

@@ -10,14 +10,16 @@ use warp::http::{HeaderName, HeaderValue, header};
 use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::json::json;
 use super::state::AppState;
 use crate::clock::rfc3339;
+use crate::config::AppKind;
 use crate::db::queries;
 use crate::domain::Error;
 use crate::domain::service_keys::{self, Scope};
 use crate::domain::sessions::Authenticated;
+use crate::keys::secret::Secret;
 
 /// The public user id.
 pub const USER_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-user-id");
@@ -150,6 +152,114 @@ fn is_inactive(e: &Error) -> bool {
         Error::InvalidToken(_) | Error::Expired | Error::Revoked(_) | Error::Banned { .. }
     )
 }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessTokenQuery {
+    appid: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    #[serde(default)]
+    appid: Option<String>,
+    rejected: String,
+}
+
+/// `GET /v1/wechat/access-token?appid=`: with a service key of scope `access_token`, the
+/// app's current access_token, the one wxauth itself uses.
+pub async fn access_token(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    query: String,
+) -> Result<Response, ApiError> {
+    let caller = service_keys::authenticate(
+        &state.db,
+        &*state.clock,
+        authorization.as_deref(),
+        Scope::AccessToken,
+    )
+    .await?;
+    let AccessTokenQuery { appid } = super::query::parse(&query)?;
+    let app = token_app(state, appid.as_deref())?;
+    let (token, until) = state
+        .access_tokens
+        .current(app)
+        .await
+        .map_err(Error::from)?;
+    tracing::debug!(service_key = %caller.public_id, appid = %app.appid, "access_token handed out");
+    Ok(token_answer(&token, until))
+}
+
+/// `POST /v1/wechat/access-token/refresh`: a service tells wxauth that WeChat refused a
+/// token (40001); answers the replacement, refreshing at most once however many report
+/// the same token.
+pub async fn refresh_access_token(
+    state: &Arc<AppState>,
+    authorization: Option<String>,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    let caller = service_keys::authenticate(
+        &state.db,
+        &*state.clock,
+        authorization.as_deref(),
+        Scope::AccessToken,
+    )
+    .await?;
+    let request: RefreshRequest = body.required_json()?;
+    if request.rejected.is_empty() || request.rejected.len() > 512 {
+        return Err(Error::invalid(
+            "`rejected` must be the access_token WeChat refused, as it was handed out",
+        )
+        .into());
+    }
+    let app = token_app(state, request.appid.as_deref())?;
+    let rejected = Secret::new(request.rejected);
+    let (token, until) = state
+        .access_tokens
+        .replace_rejected(app, &rejected)
+        .await
+        .map_err(Error::from)?;
+    tracing::info!(service_key = %caller.public_id, appid = %app.appid, "a service reported a refused access_token");
+    Ok(token_answer(&token, until))
+}
+
+/// The app whose access_token is asked for: a mini program or an official account
+/// (a website app has none).
+fn token_app<'a>(
+    state: &'a AppState,
+    appid: Option<&str>,
+) -> Result<&'a crate::config::AppConfig, ApiError> {
+    let app = state.config.app(appid).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownApp,
+            match appid {
+                Some(_) => "`appid` names no app configured on this server",
+                None => "name the app with `appid`",
+            },
+        )
+    })?;
+    if app.kind == AppKind::Website {
+        return Err(ApiError::new(
+            ErrorCode::UnknownApp,
+            "a website app has no access_token; name a mini program or an official account",
+        ));
+    }
+    Ok(app)
+}
+
+/// `{"access_token", "expires_at"}`, never cached on the way.
+fn token_answer(token: &Secret, until: i64) -> Response {
+    let mut response = json(&serde_json::json!({
+        "access_token": token.expose(),
+        "expires_at": rfc3339(until),
+    }));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The most events one `GET /v1/events` answers.
 const MAX_EVENTS: u32 = 1000;
 /// How many it answers when the caller does not say.

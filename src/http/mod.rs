@@ -138,6 +138,26 @@ pub fn routes(
             },
         );
 
+    let access_token = warp::path!("v1" / "wechat" / "access-token")
+        .and(warp::get())
+        .and(state.clone())
+        .and(auth)
+        .and(query::raw())
+        .then(
+            |s: Arc<AppState>, a: Option<String>, q: String| async move {
+                respond(backend::access_token(&s, a, q).await)
+            },
+        );
+    let refresh_access_token = warp::path!("v1" / "wechat" / "access-token" / "refresh")
+        .and(warp::post())
+        .and(state.clone())
+        .and(auth)
+        .and(body::limited(JSON_LIMIT))
+        .then(
+            |s: Arc<AppState>, a: Option<String>, b: RawBody| async move {
+                respond(backend::refresh_access_token(&s, a, b).await)
+            },
+        );
     let browser = || warp::cookie::optional::<String>(crate::domain::web_login::BROWSER_COOKIE);
     let authorize = warp::path!("v1" / "oauth" / "wechat" / "authorize")
         .and(get_or_head())
@@ -212,6 +232,10 @@ pub fn routes(
         .or(introspect)
         .unify()
         .or(events)
+        .unify()
+        .or(access_token)
+        .unify()
+        .or(refresh_access_token)
         .unify()
         .or(authorize)
         .unify()

@@ -12,6 +12,7 @@ use crate::domain::sessions::Sessions;
 use crate::domain::web_login::WebLogins;
 use crate::http::ratelimit::RateLimiter;
 use crate::ops::metrics::Metrics;
+use crate::wechat::access_token::AccessTokens;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub logins: Arc<Logins>,
     pub profiles: Profiles,
+    /// Each app's access_token, also handed to the team's own services.
+    pub access_tokens: Arc<AccessTokens>,
     /// `None` without `public_url`: browsers could not be sent back.
     pub web_logins: Option<WebLogins>,
     /// Per client IP on `/v1/login`; `None` when switched off.

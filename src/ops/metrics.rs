@@ -340,7 +340,7 @@ fn count_rows(
 /// The routes metrics are labelled with: the paths answered exactly, then avatar
 /// downloads, then `unmatched` for any other path, so scanners probing random paths
 /// cannot blow up the number of series.
-const LABELS: [&str; 19] = [
+const LABELS: [&str; 21] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -355,6 +355,8 @@ const LABELS: [&str; 19] = [
     "/v1/auth/forward",
     "/v1/introspect",
     "/v1/events",
+    "/v1/wechat/access-token",
+    "/v1/wechat/access-token/refresh",
     "/v1/oauth/wechat/authorize",
     "/v1/oauth/wechat/callback",
     "/v1/oauth/token",

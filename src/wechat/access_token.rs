@@ -77,13 +77,13 @@ struct Slot {
 }
 
 impl Slot {
-    fn fresh(&self, now: UnixTime) -> Option<Secret> {
+    fn fresh(&self, now: UnixTime) -> Option<Cached> {
         self.current
             .lock()
             .expect("token slot poisoned")
             .as_ref()
             .filter(|c| now < c.fresh_until)
-            .map(|c| c.token.clone())
+            .cloned()
     }
 
     fn set(&self, cached: Cached) {
@@ -147,7 +147,7 @@ impl AccessTokens {
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, WeChatError>>,
     {
-        let token = self.get(app).await?;
+        let token = self.get(app).await?.token;
         match call(token.clone()).await {
             Err(WeChatError::AccessTokenRejected(errcode)) => {
                 tracing::warn!(
@@ -156,7 +156,7 @@ impl AccessTokens {
                     "WeChat refused the access_token; refreshing it and retrying once"
                 );
                 let fresh = self.replace(app, &token).await?;
-                call(fresh).await
+                call(fresh.token).await
             }
             other => other,
         }
@@ -168,24 +168,44 @@ impl AccessTokens {
         })
     }
 
+    /// `app`'s token for one of the team's own services, and the time until which wxauth
+    /// uses it (a few minutes before WeChat's expiry): the one wxauth's own calls use, so
+    /// the services stop fetching, and replacing, tokens of their own.
+    pub async fn current(&self, app: &AppConfig) -> Result<(Secret, UnixTime), WeChatError> {
+        let cached = self.get(app).await?;
+        Ok((cached.token, cached.fresh_until))
+    }
+
+    /// Replaces `rejected`, a token WeChat refused one of the team's services (40001),
+    /// unless a newer one is already in use, which is returned instead: however many
+    /// services report the same refusal, and however late, it costs one refresh.
+    pub async fn replace_rejected(
+        &self,
+        app: &AppConfig,
+        rejected: &Secret,
+    ) -> Result<(Secret, UnixTime), WeChatError> {
+        let cached = self.replace(app, rejected).await?;
+        Ok((cached.token, cached.fresh_until))
+    }
+
     /// A token that is not near its expiry: from memory, else from the database, else
     /// fetched from WeChat.
-    async fn get(&self, app: &AppConfig) -> Result<Secret, WeChatError> {
+    async fn get(&self, app: &AppConfig) -> Result<Cached, WeChatError> {
         let slot = self.slot(app)?;
-        if let Some(token) = slot.fresh(self.clock.now()) {
-            return Ok(token);
+        if let Some(cached) = slot.fresh(self.clock.now()) {
+            return Ok(cached);
         }
         let _one_fetch = slot.refreshing.lock().await;
         let now = self.clock.now();
         // Whoever held the lock before us may have just fetched one.
-        if let Some(token) = slot.fresh(now) {
-            return Ok(token);
+        if let Some(cached) = slot.fresh(now) {
+            return Ok(cached);
         }
         let row = self.load(app).await;
         if let Some(cached) = row.cached.filter(|c| now < c.fresh_until) {
             tracing::debug!(appid = %app.appid, "using the stored access_token");
             slot.set(cached.clone());
-            return Ok(cached.token);
+            return Ok(cached);
         }
         self.fetch(app, slot, row.budget, false).await
     }
@@ -193,15 +213,24 @@ impl AccessTokens {
     /// Replaces a token WeChat refused. Uses a forced refresh while WeChat's limit
     /// allows one; otherwise asks for the current token, which is a new one if the
     /// refused one has expired.
-    async fn replace(&self, app: &AppConfig, refused: &Secret) -> Result<Secret, WeChatError> {
+    async fn replace(&self, app: &AppConfig, refused: &Secret) -> Result<Cached, WeChatError> {
         let slot = self.slot(app)?;
         let _one_fetch = slot.refreshing.lock().await;
         let now = self.clock.now();
         // Another request may have replaced it while we waited.
-        if let Some(token) = slot.fresh(now).filter(|t| t != refused) {
-            return Ok(token);
+        if let Some(cached) = slot.fresh(now).filter(|c| &c.token != refused) {
+            return Ok(cached);
         }
-        let budget = self.load(app).await.budget;
+        let row = self.load(app).await;
+        // Or, before this server last started, a newer one was stored.
+        if let Some(cached) = row
+            .cached
+            .filter(|c| now < c.fresh_until && &c.token != refused)
+        {
+            slot.set(cached.clone());
+            return Ok(cached);
+        }
+        let budget = row.budget;
         let force = budget.allows(now);
         if !force {
             tracing::warn!(
@@ -219,7 +248,7 @@ impl AccessTokens {
         slot: &Slot,
         mut budget: ForceBudget,
         force: bool,
-    ) -> Result<Secret, WeChatError> {
+    ) -> Result<Cached, WeChatError> {
         let fetched = self.wechat.stable_token(app, force).await?;
         let now = self.clock.now();
         if force {
@@ -265,7 +294,7 @@ impl AccessTokens {
         }
         tracing::info!(appid = %app.appid, forced = force, expires_in = fetched.expires_in, "access_token fetched");
         slot.set(cached.clone());
-        Ok(cached.token)
+        Ok(cached)
     }
 
     /// The stored token (if it opens) and force budget of `app`. A database that cannot
