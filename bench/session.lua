@@ -1,8 +1,9 @@
--- GET the path wrk was given with a bearer token, round-robin over the tokens in the
--- file named by BENCH_TOKENS (one a line). Each thread starts at a different place in
+-- GET (or BENCH_METHOD) the path wrk was given with a bearer token, round-robin over the
+-- tokens in the file named by BENCH_TOKENS (one a line). Each thread starts at a different place in
 -- the list so that the connections do not march in step.
 
 local tokens_file = os.getenv("BENCH_TOKENS") or error("BENCH_TOKENS is not set")
+local method = os.getenv("BENCH_METHOD") or "GET"
 local thread_count = 0
 local requests = {}
 local next_index = 1
@@ -16,7 +17,7 @@ function init(args)
    local path = wrk.path
    for line in io.lines(tokens_file) do
       if line ~= "" then
-         requests[#requests + 1] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. line })
+         requests[#requests + 1] = wrk.format(method, path, { ["Authorization"] = "Bearer " .. line })
       end
    end
    if #requests == 0 then

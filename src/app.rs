@@ -16,6 +16,7 @@ use crate::clock::{Clock, secs};
 use crate::config::Config;
 use crate::datadir;
 use crate::db::{Checkpoints, Db, DbError, needed_keys};
+use crate::domain::access_jwts::AccessJwts;
 use crate::domain::login::{Logins, SessionPolicy};
 use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
@@ -25,6 +26,7 @@ use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
 use crate::keys::crypto::DataKeys;
+use crate::keys::jwt::{JwtKeySet, JwtKeys};
 use crate::keys::key_file::KeyFileError;
 use crate::keys::token::{Keyring, SigningKeys};
 use crate::ops::key_guard::{self, KeyGuardError};
@@ -179,7 +181,7 @@ impl App {
                 .await
                 .map_err(|e| DbError::Task(e.to_string()))??;
         let now = clock.now();
-        let (keyring, data_keys) = match open_keys(&db, &dir, now).await {
+        let (keyring, jwt_keys, data_keys) = match open_keys(&db, &dir, now).await {
             Ok(keys) => keys,
             Err(e) => {
                 db.close().await;
@@ -237,6 +239,7 @@ impl App {
             Arc::clone(&data_keys),
         ));
         let keys = Arc::new(SigningKeys::new(keyring));
+        let jwt_keys = Arc::new(JwtKeys::new(jwt_keys));
         let policy = SessionPolicy {
             token_ttl: secs(config.token_ttl),
             session_max_age: secs(config.session_max_age),
@@ -265,6 +268,15 @@ impl App {
                     &config.wechat_open_url,
                 )
             }),
+            access_jwts: config.public_url.as_deref().map(|issuer| {
+                AccessJwts::new(
+                    Arc::clone(&jwt_keys),
+                    Arc::clone(&clock),
+                    issuer,
+                    &config.jwt_audience,
+                    secs(config.jwt_ttl),
+                )
+            }),
             logins: Arc::new(Logins::new(
                 Arc::clone(&db),
                 wechat,
@@ -290,6 +302,7 @@ impl App {
         });
         let key_watch = tokio::spawn(watch_keys(
             keys,
+            jwt_keys,
             Arc::clone(&state.db),
             dir.join(datadir::KEYS_FILE),
         ));
@@ -383,24 +396,26 @@ impl App {
     }
 }
 
-/// The key file's signing and data keys, if it holds every key the database needs (or
-/// is made new for an empty database); what it holds is then recorded in the database.
+/// The key file's signing, JWT and data keys, if it holds every key the database needs
+/// (or is made new for an empty database); what it holds is then recorded in the
+/// database.
 async fn open_keys(
     db: &Db,
     dir: &std::path::Path,
     now: crate::clock::UnixTime,
-) -> Result<(Keyring, DataKeys), StartError> {
+) -> Result<(Keyring, JwtKeySet, DataKeys), StartError> {
     let recorded = db.read(key_guard::recorded).await?;
     let keys = key_guard::key_file_for(&recorded, &dir.join(datadir::KEYS_FILE), now)
         .map_err(|e| StartError::from_key_guard(e, dir))?;
     let keyring = keys.keyring().map_err(StartError::Keyring)?;
+    let jwt_keys = keys.jwt_key_set().map_err(StartError::Keyring)?;
     let data_keys = keys.data_keys().map_err(StartError::DataKey)?;
     let prints = keys.prints();
     if prints != recorded.needed {
         db.write(move |c| needed_keys::record(c, &prints, now))
             .await?;
     }
-    Ok((keyring, data_keys))
+    Ok((keyring, jwt_keys, data_keys))
 }
 
 fn serve_metrics(
@@ -431,10 +446,10 @@ fn serve_metrics(
 /// How often the key file is checked for changes made by `wxauth keys`.
 const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Reloads the signing keys whenever the key file is replaced. A damaged file, or one
-/// that lacks a key the database needs (another database's), is reported and ignored;
-/// the keys in use stay in use.
-async fn watch_keys(keys: Arc<SigningKeys>, db: Arc<Db>, path: PathBuf) {
+/// Reloads the signing and JWT keys whenever the key file is replaced. A damaged file, or
+/// one that lacks a key the database needs (another database's), is reported and
+/// ignored; the keys in use stay in use.
+async fn watch_keys(keys: Arc<SigningKeys>, jwt_keys: Arc<JwtKeys>, db: Arc<Db>, path: PathBuf) {
     let stamp = |path: &PathBuf| {
         std::fs::metadata(path)
             .ok()
@@ -458,16 +473,23 @@ async fn watch_keys(keys: Arc<SigningKeys>, db: Arc<Db>, path: PathBuf) {
         };
         seen = now;
         match key_guard::replacement(&recorded, &path).and_then(|file| {
-            file.keyring().map_err(|message| {
-                KeyGuardError::Keys(KeyFileError::Damaged {
-                    path: path.display().to_string(),
-                    message,
+            file.keyring()
+                .and_then(|keyring| Ok((keyring, file.jwt_key_set()?)))
+                .map_err(|message| {
+                    KeyGuardError::Keys(KeyFileError::Damaged {
+                        path: path.display().to_string(),
+                        message,
+                    })
                 })
-            })
         }) {
-            Ok(keyring) => {
-                tracing::info!(active = keyring.active_kid(), "signing keys reloaded");
+            Ok((keyring, jwt_set)) => {
+                tracing::info!(
+                    active = keyring.active_kid(),
+                    jwt = jwt_set.active.kid(),
+                    "signing keys reloaded"
+                );
                 keys.replace(keyring);
+                jwt_keys.replace(jwt_set);
             }
             Err(e) => {
                 tracing::error!(error = %e, "the key file changed but cannot be used; keeping the current keys")

@@ -32,6 +32,15 @@ pub const DEV_WEBSITE_APPID: &str = "wxdevwebsite00000";
 /// Where browsers are sent to authorize a web login unless told otherwise.
 pub const DEFAULT_WECHAT_OPEN_URL: &str = "https://open.weixin.qq.com";
 
+/// The lifetime of access JWTs unless told otherwise.
+pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// The longest lifetime an access JWT may be given.
+pub const MAX_JWT_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The `aud` of access JWTs unless told otherwise.
+pub const DEFAULT_JWT_AUDIENCE: &str = "wxauth";
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -254,6 +263,9 @@ pub struct Layer {
     pub token_ttl: Option<DurationSetting>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub session_max_age: Option<DurationSetting>,
+    #[serde(default, deserialize_with = "from_str_setting")]
+    pub jwt_ttl: Option<DurationSetting>,
+    pub jwt_audience: Option<String>,
     pub max_sessions_per_user: Option<u32>,
     #[serde(default, deserialize_with = "from_str_setting")]
     pub login_rate_limit: Option<RateSetting>,
@@ -343,6 +355,8 @@ impl Layer {
                 }
                 "TOKEN_TTL" => layer.token_ttl = Some(parse(name, value)?),
                 "SESSION_MAX_AGE" => layer.session_max_age = Some(parse(name, value)?),
+                "JWT_TTL" => layer.jwt_ttl = Some(parse(name, value)?),
+                "JWT_AUDIENCE" => layer.jwt_audience = Some(value.clone()),
                 "MAX_SESSIONS_PER_USER" => layer.max_sessions_per_user = Some(parse(name, value)?),
                 "LOGIN_RATE_LIMIT" => layer.login_rate_limit = Some(parse(name, value)?),
                 "TRUST_PROXY" => layer.trust_proxy = Some(parse(name, value)?),
@@ -388,7 +402,7 @@ impl Layer {
         merge_fields!(low, high;
             listen, data_dir, public_url, wechat_api, wechat_open_url, wechat_timeout, wechat_connect_timeout,
             appid, secret, secret_file, content_check, content_check_unavailable, token_ttl, session_max_age,
-            max_sessions_per_user, login_rate_limit, trust_proxy, litestream, avatar_max_bytes, log,
+            jwt_ttl, jwt_audience, max_sessions_per_user, login_rate_limit, trust_proxy, litestream, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
             backup_interval, backup_keep, backup_dir, metrics_listen);
         if !high.apps.is_empty() {
@@ -444,6 +458,10 @@ pub struct Config {
     pub content_check_unavailable: ContentCheckPolicy,
     pub token_ttl: Duration,
     pub session_max_age: Duration,
+    /// The lifetime of access JWTs.
+    pub jwt_ttl: Duration,
+    /// The `aud` of access JWTs.
+    pub jwt_audience: String,
     pub max_sessions_per_user: u32,
     pub login_rate_limit: Option<Rate>,
     pub trust_proxy: bool,
@@ -527,6 +545,22 @@ impl Config {
                 "must not be longer than session_max_age",
             ));
         }
+        let jwt_ttl = layer.jwt_ttl.map_or(DEFAULT_JWT_TTL, |d| d.0);
+        if jwt_ttl > MAX_JWT_TTL {
+            // A JWT cannot be recalled; a short life is what bounds one that leaks or
+            // outlives its session.
+            return Err(invalid("jwt_ttl", "must be at most 1h"));
+        }
+        let jwt_audience = layer
+            .jwt_audience
+            .clone()
+            .unwrap_or_else(|| DEFAULT_JWT_AUDIENCE.to_owned());
+        if jwt_audience.trim().is_empty() || jwt_audience.trim() != jwt_audience {
+            return Err(invalid(
+                "jwt_audience",
+                "must not be empty or start or end with spaces",
+            ));
+        }
         let max_sessions_per_user = layer.max_sessions_per_user.unwrap_or(10);
         if max_sessions_per_user == 0 {
             return Err(invalid("max_sessions_per_user", "must be at least 1"));
@@ -558,6 +592,8 @@ impl Config {
             content_check_unavailable: layer.content_check_unavailable.unwrap_or_default(),
             token_ttl,
             session_max_age,
+            jwt_ttl,
+            jwt_audience,
             max_sessions_per_user,
             login_rate_limit: layer.login_rate_limit.map_or(
                 Some(Rate {
@@ -1271,6 +1307,31 @@ mod tests {
         let file = Layer::from_toml("wechat_open_url = \"ftp://open.example.com\"").unwrap();
         let err = resolve(single().merge(file)).unwrap_err().to_string();
         assert!(err.starts_with("wechat_open_url:"), "{err}");
+    }
+
+    #[test]
+    fn jwt_settings_have_defaults_and_bounds() {
+        let single = || Layer::from_toml("appid = \"wx1\"\nsecret = \"s\"").unwrap();
+        let config = resolve(single()).unwrap();
+        assert_eq!(config.jwt_ttl, Duration::from_secs(600));
+        assert_eq!(config.jwt_audience, "wxauth");
+        let from_env = Layer::from_env(&env(&[
+            ("WXAUTH_JWT_TTL", "1h"),
+            ("WXAUTH_JWT_AUDIENCE", "api.example.com"),
+        ]))
+        .unwrap();
+        let config = resolve(single().merge(from_env)).unwrap();
+        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+        assert_eq!(config.jwt_audience, "api.example.com");
+        for (toml, key) in [
+            ("jwt_ttl = \"61m\"", "jwt_ttl:"),
+            ("jwt_audience = \"\"", "jwt_audience:"),
+            ("jwt_audience = \" api\"", "jwt_audience:"),
+        ] {
+            let file = Layer::from_toml(toml).unwrap();
+            let err = resolve(single().merge(file)).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{toml}: {err}");
+        }
     }
 
     fn dev(layer: Layer) -> Result<Config, ConfigError> {

@@ -92,10 +92,24 @@ async fn rotating_and_retiring_keys_while_serving() {
     let (code, stdout, _) = wxauth(&server, &["keys", "list", "--json"]);
     assert_eq!(code, 0);
     let keys: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 2);
-    assert_eq!(keys[1]["kid"], new_kid.as_str());
-    assert_eq!(keys[1]["active"], true);
-    assert_eq!(keys[0]["retired_at"], Value::Null);
+    let of_use = |use_: &str| -> Vec<Value> {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["use"] == use_)
+            .cloned()
+            .collect()
+    };
+    let session = of_use("session");
+    assert_eq!(session.len(), 2);
+    assert_eq!(session[1]["kid"], new_kid.as_str());
+    assert_eq!(session[1]["active"], true);
+    assert_eq!(session[1]["state"], "active");
+    assert_eq!(session[0]["state"], "accepted");
+    assert_eq!(session[0]["retired_at"], Value::Null);
+    // The rotation moved the JWT keys along too: the next one signs, a new one waits.
+    let states: Vec<Value> = of_use("jwt").iter().map(|k| k["state"].clone()).collect();
+    assert_eq!(states, ["replaced", "active", "next"]);
 
     let (code, _, stderr) = wxauth(&server, &["keys", "retire", &new_kid]);
     assert_eq!(code, 1);

@@ -14,7 +14,10 @@ async fn caddy_forward_auth_guards_the_backend() {
     let Some(caddy) = find_or_skip("caddy", "apt-get install -y caddy") else {
         return;
     };
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|layer| {
+        layer.public_url = Some("https://api.example.com".into());
+    })
+    .await;
     let upstream = Upstream::start().await;
     let port = free_port();
 

@@ -14,7 +14,10 @@ async fn nginx_forward_auth_guards_the_backend() {
     let Some(nginx) = find_or_skip("nginx", "apt-get install -y nginx") else {
         return;
     };
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|layer| {
+        layer.public_url = Some("https://api.example.com".into());
+    })
+    .await;
     let upstream = Upstream::start().await;
     let port = free_port();
 

@@ -77,6 +77,12 @@ fn routers_guard_the_backend_and_hide_the_backend_side_routes() {
     assert!(rule.contains("PathPrefix(`/v1/`)"), "{rule}");
     assert!(rule.contains("!Path(`/v1/auth/forward`)"), "{rule}");
     assert!(rule.contains("!Path(`/v1/introspect`)"), "{rule}");
+    for document in ["openid-configuration", "jwks.json"] {
+        assert!(
+            rule.contains(&format!("|| Path(`/.well-known/{document}`)")),
+            "{rule}"
+        );
+    }
     assert!(
         wxauth["middlewares"].is_null(),
         "wxauth checks its own tokens"

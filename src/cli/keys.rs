@@ -1,12 +1,13 @@
-//! `wxauth keys`: list, rotate and retire the token signing keys, and start over with new
-//! keys when the key file is lost.
+//! `wxauth keys`: list, rotate and retire the session-token and JWT keys, and start over
+//! with new keys when the key file is lost.
 
 use std::path::Path;
 
 use clap::{Args, Subcommand};
 
 use super::common::{DataDirArgs, RELOAD_NOTE, print_json};
-use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::clock::{Clock, SystemClock, UnixTime, rfc3339};
+use crate::keys::key_file::KeyFile;
 use crate::ops::admin::{self, AdminError};
 
 #[derive(Debug, Args)]
@@ -19,15 +20,22 @@ pub(super) struct KeysArgs {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysCommand {
-    /// List the signing keys.
+    /// List the session-token keys and the JWT keys.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Make a new key active; tokens signed with older keys keep working.
-    Rotate,
-    /// Stop accepting tokens signed with a key, at once.
+    /// Make a new session-token key and the next JWT key active; session tokens signed
+    /// with older keys keep working, and JWTs verify until they expire. Prints the new
+    /// session-token key id.
+    Rotate {
+        /// Print both new key ids as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop accepting tokens signed with a key, at once: a session-token key's tokens, or
+    /// the JWTs of a JWT key, which leaves the JWKS.
     Retire {
         /// The key id, as `keys list` shows it.
         kid: String,
@@ -49,37 +57,42 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
     match command {
         KeysCommand::List { json } => {
             let file = admin::list_keys(dir)?;
+            let rows = key_rows(&file);
             if json {
-                let keys: Vec<_> = file
-                    .keys
-                    .iter()
-                    .map(|k| {
-                        serde_json::json!({
-                            "kid": k.kid,
-                            "active": k.kid == file.active,
-                            "created_at": rfc3339(k.created_at),
-                            "retired_at": k.retired_at.map(rfc3339),
-                        })
-                    })
-                    .collect();
+                let keys: Vec<_> = rows.iter().map(KeyRow::to_json).collect();
                 println!("{}", serde_json::Value::Array(keys));
             } else {
-                println!("{:<18} {:<8} {:<22} RETIRED", "KID", "ACTIVE", "CREATED");
-                for k in &file.keys {
+                println!(
+                    "{:<10} {:<8} {:<9} {:<22} RETIRED",
+                    "KID", "USE", "STATE", "CREATED"
+                );
+                for row in &rows {
                     println!(
-                        "{:<18} {:<8} {:<22} {}",
-                        k.kid,
-                        if k.kid == file.active { "yes" } else { "" },
-                        rfc3339(k.created_at),
-                        k.retired_at.map(rfc3339).unwrap_or_default()
+                        "{:<10} {:<8} {:<9} {:<22} {}",
+                        row.kid,
+                        row.use_,
+                        row.state,
+                        rfc3339(row.created_at),
+                        row.retired_at.map(rfc3339).unwrap_or_default()
                     );
                 }
             }
         }
-        KeysCommand::Rotate => {
-            let kid = admin::rotate_key(dir, now)?;
-            println!("{kid}");
-            eprintln!("new tokens are now signed with key {kid}; {RELOAD_NOTE}");
+        KeysCommand::Rotate { json } => {
+            let rotation = admin::rotate_key(dir, now)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"signing": rotation.signing, "jwt": rotation.jwt})
+                );
+            } else {
+                println!("{}", rotation.signing);
+            }
+            eprintln!(
+                "new session tokens are now signed with key {} and new JWTs with key {}; \
+                 the replaced JWT key stays in the JWKS until jwt_ttl has passed; {RELOAD_NOTE}",
+                rotation.signing, rotation.jwt
+            );
         }
         KeysCommand::Retire { kid } => {
             admin::retire_key(dir, &kid, now)?;
@@ -117,4 +130,72 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
         }
     }
     Ok(())
+}
+
+/// One line of `keys list`.
+struct KeyRow<'a> {
+    kid: &'a str,
+    /// `session` (session tokens) or `jwt` (access JWTs).
+    use_: &'static str,
+    /// `active`, `accepted` or `retired` for a session-token key; `active`, `next`,
+    /// `replaced` or `retired` for a JWT key.
+    state: &'static str,
+    created_at: UnixTime,
+    active_from: Option<UnixTime>,
+    replaced_at: Option<UnixTime>,
+    retired_at: Option<UnixTime>,
+}
+
+impl KeyRow<'_> {
+    fn to_json(&self) -> serde_json::Value {
+        let mut row = serde_json::json!({
+            "kid": self.kid,
+            "use": self.use_,
+            "state": self.state,
+            "active": self.state == "active",
+            "created_at": rfc3339(self.created_at),
+            "retired_at": self.retired_at.map(rfc3339),
+        });
+        if self.use_ == "jwt" {
+            row["active_from"] = self.active_from.map(rfc3339).into();
+            row["replaced_at"] = self.replaced_at.map(rfc3339).into();
+        }
+        row
+    }
+}
+
+fn key_rows(file: &KeyFile) -> Vec<KeyRow<'_>> {
+    let session = file.keys.iter().map(|k| KeyRow {
+        kid: &k.kid,
+        use_: "session",
+        state: if k.retired_at.is_some() {
+            "retired"
+        } else if k.kid == file.active {
+            "active"
+        } else {
+            "accepted"
+        },
+        created_at: k.created_at,
+        active_from: None,
+        replaced_at: None,
+        retired_at: k.retired_at,
+    });
+    let jwt = file.jwt_keys.iter().map(|k| KeyRow {
+        kid: &k.kid,
+        use_: "jwt",
+        state: if k.retired_at.is_some() {
+            "retired"
+        } else if k.is_active() {
+            "active"
+        } else if k.is_next() {
+            "next"
+        } else {
+            "replaced"
+        },
+        created_at: k.created_at,
+        active_from: k.active_from,
+        replaced_at: k.replaced_at,
+        retired_at: k.retired_at,
+    });
+    session.chain(jwt).collect()
 }

@@ -2,6 +2,7 @@
 //! database, the WeChat client, the clock, the keys) and returns [`Error`]; the HTTP
 //! edge decides how each error is answered.
 
+pub mod access_jwts;
 pub mod avatars;
 pub mod content_check;
 pub mod error;

@@ -8,6 +8,7 @@ pub mod error;
 mod filters;
 mod handlers;
 pub mod json;
+mod jwt;
 pub mod observe;
 mod query;
 pub mod ratelimit;
@@ -127,6 +128,21 @@ pub fn routes(
                 respond(backend::introspect(&s, a, b).await)
             },
         );
+    let access_jwt = warp::path!("v1" / "token")
+        .and(warp::post())
+        .and(state.clone())
+        .and(auth)
+        .then(
+            |s: Arc<AppState>, a: Option<String>| async move { respond(jwt::token(&s, a).await) },
+        );
+    let jwks = warp::path!(".well-known" / "jwks.json")
+        .and(get_or_head())
+        .and(state.clone())
+        .map(|s: Arc<AppState>| respond(jwt::jwks(&s)));
+    let discovery = warp::path!(".well-known" / "openid-configuration")
+        .and(get_or_head())
+        .and(state.clone())
+        .map(|s: Arc<AppState>| respond(jwt::discovery(&s)));
     let events = warp::path!("v1" / "events")
         .and(warp::get())
         .and(state.clone())
@@ -230,6 +246,8 @@ pub fn routes(
         .or(patch_me)
         .unify()
         .or(introspect)
+        .unify()
+        .or(access_jwt.or(jwks).unify().or(discovery).unify().boxed())
         .unify()
         .or(events)
         .unify()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::access_jwts::AccessJwts;
 use crate::domain::login::Logins;
 use crate::domain::profiles::Profiles;
 use crate::domain::sessions::Sessions;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub access_tokens: Arc<AccessTokens>,
     /// `None` without `public_url`: browsers could not be sent back.
     pub web_logins: Option<WebLogins>,
+    /// `None` without `public_url`, which is the JWTs' issuer.
+    pub access_jwts: Option<AccessJwts>,
     /// Per client IP on `/v1/login`; `None` when switched off.
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.

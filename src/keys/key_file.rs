@@ -1,5 +1,5 @@
-//! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys and
-//! the data key that seals secrets stored in the database. Generated on the first start
+//! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys, the
+//! JWT keys and the data key that seals secrets stored in the database. Generated on the first start
 //! of an empty database and kept apart from it, so that a copy of the database alone can
 //! neither mint tokens nor read a session_key. The database records each key's print
 //! ([`KeyPrint`]: its id and a fingerprint, never the key), so that a server started with
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 use crate::datadir;
 use crate::keys::crypto::{DATA_KEY_LEN, DataKeys, hex};
+use crate::keys::jwt::{self, JwtKey, JwtKeySet, Replaced};
 use crate::keys::random;
 use crate::keys::token::{Keyring, is_valid_kid};
 
@@ -110,6 +111,64 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// One JWT key as stored (see [`crate::keys::jwt`] for its states).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredJwtKey {
+    /// The key id written into JWT headers and the JWKS.
+    pub kid: String,
+    /// The P-256 private key, PKCS#8, base64.
+    pkcs8: String,
+    /// When it was made (and published).
+    pub created_at: UnixTime,
+    /// When it began to sign; `None` while it waits for the next rotation.
+    pub active_from: Option<UnixTime>,
+    /// When a newer key took over signing.
+    pub replaced_at: Option<UnixTime>,
+    /// When it was taken out of the JWKS.
+    pub retired_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for StoredJwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredJwtKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("active_from", &self.active_from)
+            .field("replaced_at", &self.replaced_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredJwtKey {
+    /// Whether it signs new JWTs.
+    pub fn is_active(&self) -> bool {
+        self.active_from.is_some() && self.replaced_at.is_none() && self.retired_at.is_none()
+    }
+
+    /// Whether it waits, published, for the next rotation.
+    pub fn is_next(&self) -> bool {
+        self.active_from.is_none() && self.retired_at.is_none()
+    }
+
+    fn key(&self) -> Result<JwtKey, String> {
+        let pkcs8 = STANDARD
+            .decode(&self.pkcs8)
+            .map_err(|_| format!("JWT key `{}` is not valid base64", self.kid))?;
+        JwtKey::from_pkcs8(&self.kid, &pkcs8)
+    }
+}
+
+/// The key ids a rotation made active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The session-token signing key.
+    pub signing: String,
+    /// The JWT key.
+    pub jwt: String,
+}
+
 /// The whole key file.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +182,10 @@ pub struct KeyFile {
     /// only in files written before it existed; the server adds it on start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_key: Option<String>,
+    /// The keys that sign access JWTs. Empty only in files written before JWTs existed;
+    /// the server adds them on start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_keys: Vec<StoredJwtKey>,
 }
 
 impl std::fmt::Debug for KeyFile {
@@ -130,6 +193,7 @@ impl std::fmt::Debug for KeyFile {
         f.debug_struct("KeyFile")
             .field("active", &self.active)
             .field("keys", &self.keys)
+            .field("jwt_keys", &self.jwt_keys)
             .finish_non_exhaustive()
     }
 }
@@ -137,12 +201,17 @@ impl std::fmt::Debug for KeyFile {
 impl KeyFile {
     /// A key file with one fresh signing key and a fresh data key.
     pub fn generate(now: UnixTime) -> KeyFile {
-        let key = new_key(now);
-        KeyFile {
-            active: key.kid.clone(),
-            keys: vec![key],
+        let mut file = KeyFile {
+            active: String::new(),
+            keys: Vec::new(),
             data_key: Some(new_data_key()),
-        }
+            jwt_keys: Vec::new(),
+        };
+        let key = file.new_key(now);
+        file.active = key.kid.clone();
+        file.keys.push(key);
+        file.add_missing_jwt_keys(now);
+        file
     }
 
     /// Reads the key file at `path`; `Ok(None)` when there is none.
@@ -162,6 +231,20 @@ impl KeyFile {
             return false;
         }
         self.data_key = Some(new_data_key());
+        true
+    }
+
+    /// Gives a file written before JWTs existed an active JWT key and the next one;
+    /// returns whether it had none.
+    pub fn add_missing_jwt_keys(&mut self, now: UnixTime) -> bool {
+        if !self.jwt_keys.is_empty() {
+            return false;
+        }
+        let mut active = self.new_jwt_key(now);
+        active.active_from = Some(now);
+        self.jwt_keys.push(active);
+        let next = self.new_jwt_key(now);
+        self.jwt_keys.push(next);
         true
     }
 
@@ -249,6 +332,9 @@ impl KeyFile {
         datadir::restrict_file(path).map_err(io_err)?;
         let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
         file.keyring().map_err(damaged)?;
+        if !file.jwt_keys.is_empty() {
+            file.jwt_key_set().map_err(damaged)?;
+        }
         if file.data_key.is_some() {
             file.data_keys().map_err(damaged)?;
         }
@@ -264,21 +350,88 @@ impl KeyFile {
         })
     }
 
-    /// Adds a fresh key and makes it the one new tokens are signed with. Tokens signed
-    /// with older keys stay valid until those keys are retired.
-    pub fn rotate(&mut self, now: UnixTime) -> &StoredKey {
-        let mut key = new_key(now);
-        while self.keys.iter().any(|k| k.kid == key.kid) {
-            key = new_key(now);
-        }
+    /// Adds a fresh signing key and makes it the one new tokens are signed with; tokens
+    /// signed with older keys stay valid until those keys are retired. The JWT key
+    /// published as the next one starts signing, the one it replaces stays published for
+    /// the JWTs it signed, and a fresh key is published as the next.
+    pub fn rotate(&mut self, now: UnixTime) -> Rotation {
+        let key = self.new_key(now);
         self.active = key.kid.clone();
         self.keys.push(key);
-        self.keys.last().expect("just pushed")
+        for old in self.jwt_keys.iter_mut().filter(|k| k.is_active()) {
+            old.replaced_at = Some(now);
+        }
+        let jwt = match self.jwt_keys.iter_mut().find(|k| k.is_next()) {
+            Some(next) => {
+                next.active_from = Some(now);
+                next.kid.clone()
+            }
+            None => {
+                let mut key = self.new_jwt_key(now);
+                key.active_from = Some(now);
+                let kid = key.kid.clone();
+                self.jwt_keys.push(key);
+                kid
+            }
+        };
+        let next = self.new_jwt_key(now);
+        self.jwt_keys.push(next);
+        Rotation {
+            signing: self.active.clone(),
+            jwt,
+        }
     }
 
-    /// Stops accepting tokens signed with `kid`. The active key cannot be retired: rotate
-    /// first, so there is always a key to sign with.
+    /// A kid no key of this file has, of either kind.
+    fn unused_kid(&self) -> String {
+        loop {
+            let id: [u8; 4] = random::bytes();
+            let kid: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let taken = self.keys.iter().any(|k| k.kid == kid)
+                || self.jwt_keys.iter().any(|k| k.kid == kid);
+            if !taken {
+                return kid;
+            }
+        }
+    }
+
+    fn new_key(&self, now: UnixTime) -> StoredKey {
+        let secret: [u8; 32] = random::bytes();
+        StoredKey {
+            kid: self.unused_kid(),
+            secret: STANDARD.encode(secret),
+            created_at: now,
+            retired_at: None,
+        }
+    }
+
+    fn new_jwt_key(&self, now: UnixTime) -> StoredJwtKey {
+        StoredJwtKey {
+            kid: self.unused_kid(),
+            pkcs8: STANDARD.encode(jwt::generate_pkcs8()),
+            created_at: now,
+            active_from: None,
+            replaced_at: None,
+            retired_at: None,
+        }
+    }
+
+    /// Stops accepting tokens signed with `kid` at once: a signing key's session tokens,
+    /// or, for a JWT key, the JWTs it signed, by taking it out of the JWKS. The active
+    /// keys cannot be retired: rotate first, so there is always a key to sign with.
     pub fn retire(&mut self, kid: &str, now: UnixTime) -> Result<(), String> {
+        if let Some(key) = self.jwt_keys.iter_mut().find(|k| k.kid == kid) {
+            if key.is_active() {
+                return Err(format!(
+                    "`{kid}` is the active JWT key; run `wxauth keys rotate` first"
+                ));
+            }
+            if key.retired_at.is_some() {
+                return Err(format!("key `{kid}` is already retired"));
+            }
+            key.retired_at = Some(now);
+            return Ok(());
+        }
         if kid == self.active {
             return Err(format!(
                 "`{kid}` is the active signing key; run `wxauth keys rotate` first"
@@ -294,6 +447,34 @@ impl KeyFile {
         }
         key.retired_at = Some(now);
         Ok(())
+    }
+
+    /// The JWT keys not retired: the active one, the next, and the replaced ones.
+    pub fn jwt_key_set(&self) -> Result<JwtKeySet, String> {
+        let mut active = None;
+        let (mut next, mut replaced) = (Vec::new(), Vec::new());
+        for stored in self.jwt_keys.iter().filter(|k| k.retired_at.is_none()) {
+            let key = stored.key()?;
+            if stored.is_active() {
+                if active.is_some() {
+                    return Err("the key file has more than one active JWT key".into());
+                }
+                active = Some(key);
+            } else if let Some(replaced_at) = stored.replaced_at {
+                replaced.push(Replaced {
+                    jwk: key.jwk(),
+                    replaced_at,
+                });
+            } else {
+                next.push(key.jwk());
+            }
+        }
+        let active = active.ok_or("the key file has no active JWT key")?;
+        Ok(JwtKeySet {
+            active,
+            next,
+            replaced,
+        })
     }
 
     /// The keyring of every key not retired.
@@ -319,17 +500,6 @@ impl KeyFile {
     }
 }
 
-fn new_key(now: UnixTime) -> StoredKey {
-    let id: [u8; 4] = random::bytes();
-    let secret: [u8; 32] = random::bytes();
-    StoredKey {
-        kid: id.iter().map(|b| format!("{b:02x}")).collect(),
-        secret: STANDARD.encode(secret),
-        created_at: now,
-        retired_at: None,
-    }
-}
-
 fn new_data_key() -> String {
     STANDARD.encode(random::bytes::<DATA_KEY_LEN>())
 }
@@ -337,6 +507,8 @@ fn new_data_key() -> String {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
     use crate::keys::token::SessionSecret;
@@ -364,7 +536,7 @@ mod tests {
         let mut file = KeyFile::generate(0);
         let old_kid = file.active.clone();
         let old_token = file.keyring().unwrap().sign(&SessionSecret::generate());
-        let new_kid = file.rotate(10).kid.clone();
+        let new_kid = file.rotate(10).signing;
         assert_ne!(old_kid, new_kid);
         let ring = file.keyring().unwrap();
         assert_eq!(ring.active_kid(), new_kid);
@@ -382,6 +554,93 @@ mod tests {
         );
         assert!(file.retire("nope", 30).unwrap_err().contains("no key"));
         assert!(file.keyring().unwrap().verify(&old_token).is_err());
+    }
+
+    fn jwt_kids(file: &KeyFile) -> (String, Vec<String>) {
+        let set = file.jwt_key_set().unwrap();
+        let published = set
+            .published(i64::MAX - 10_000, 0)
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        (set.active.kid().to_owned(), published)
+    }
+
+    #[test]
+    fn a_rotation_moves_the_jwt_keys_along_their_states() {
+        let mut file = KeyFile::generate(0);
+        let (first, published) = jwt_kids(&file);
+        assert_eq!(published.len(), 2, "the active key and the next");
+        let next = published[1].clone();
+
+        let rotation = file.rotate(100);
+        assert_eq!(
+            rotation.jwt, next,
+            "the published next key is the one that signs"
+        );
+        assert_eq!(rotation.signing, file.active);
+        let set = file.jwt_key_set().unwrap();
+        assert_eq!(set.active.kid(), next);
+        assert_eq!(set.next.len(), 1);
+        assert_eq!(set.replaced.len(), 1);
+        assert_eq!(set.replaced[0].jwk.kid, first);
+        assert_eq!(set.replaced[0].replaced_at, 100);
+
+        // Every kid in the file is unique, across both kinds.
+        let mut kids: Vec<&str> = file.keys.iter().map(|k| k.kid.as_str()).collect();
+        kids.extend(file.jwt_keys.iter().map(|k| k.kid.as_str()));
+        let count = kids.len();
+        kids.sort();
+        kids.dedup();
+        assert_eq!(kids.len(), count);
+
+        assert!(
+            file.retire(&next, 200)
+                .unwrap_err()
+                .contains("active JWT key")
+        );
+        file.retire(&first, 200).unwrap();
+        assert!(file.retire(&first, 300).unwrap_err().contains("already"));
+        assert!(file.jwt_key_set().unwrap().replaced.is_empty());
+
+        // With the next key retired, a rotation makes the key it activates.
+        let waiting = file.jwt_key_set().unwrap().next[0].kid.clone();
+        file.retire(&waiting, 300).unwrap();
+        assert!(file.jwt_key_set().unwrap().next.is_empty());
+        let rotation = file.rotate(400);
+        assert_ne!(rotation.jwt, waiting);
+        let (active, published) = jwt_kids(&file);
+        assert_eq!(active, rotation.jwt);
+        assert!(!published.contains(&waiting));
+        assert_eq!(file.jwt_key_set().unwrap().next.len(), 1);
+    }
+
+    #[test]
+    fn jwt_keys_survive_a_save_and_stay_out_of_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut file = KeyFile::generate(0);
+        file.rotate(5);
+        file.save(&path).unwrap();
+        let again = KeyFile::load(&path).unwrap();
+        let claims = br#"{"sub":"u"}"#;
+        let jwt = again.jwt_key_set().unwrap().active.sign(claims);
+        assert_eq!(
+            jwt.split('.').nth(1).unwrap(),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        assert_eq!(jwt_kids(&file), jwt_kids(&again));
+        let debug = format!("{again:?}");
+        for key in &again.jwt_keys {
+            assert!(!debug.contains(&key.pkcs8));
+        }
+
+        let mut text: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        text["jwt_keys"][1]["pkcs8"] = "AAAA".into();
+        std::fs::write(&path, text.to_string()).unwrap();
+        let err = KeyFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
     }
 
     #[test]

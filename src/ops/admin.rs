@@ -13,7 +13,7 @@ use crate::datadir;
 use crate::db::DbError;
 use crate::db::needed_keys::{self, Dependents};
 use crate::db::queries::{self, EventType, IdentityRow, RevokeReason, SessionRow, UserRow};
-use crate::keys::key_file::{KeyFile, KeyFileError};
+use crate::keys::key_file::{KeyFile, KeyFileError, Rotation};
 use crate::ops::key_guard;
 
 /// The ban end used when none is given: the last second of year 9999.
@@ -380,17 +380,18 @@ fn save_and_record(
     Ok(())
 }
 
-/// Makes a new signing key active; returns its kid.
-pub fn rotate_key(data_dir: &Path, now: UnixTime) -> Result<String, AdminError> {
+/// Makes a new signing key and the next JWT key active; returns their kids.
+pub fn rotate_key(data_dir: &Path, now: UnixTime) -> Result<Rotation, AdminError> {
     let (path, mut file) = key_file(data_dir)?;
     let db = database_of(data_dir, &file)?;
-    let kid = file.rotate(now).kid.clone();
+    let rotation = file.rotate(now);
     save_and_record(&path, &file, db, now)?;
-    Ok(kid)
+    Ok(rotation)
 }
 
-/// Retires a signing key: every token signed with it stops working, and the database no
-/// longer needs it.
+/// Retires a signing key (every token signed with it stops working, and the database no
+/// longer needs it) or a JWT key (it leaves the JWKS, so the JWTs it signed stop
+/// verifying).
 pub fn retire_key(data_dir: &Path, kid: &str, now: UnixTime) -> Result<(), AdminError> {
     let (path, mut file) = key_file(data_dir)?;
     let db = database_of(data_dir, &file)?;

@@ -91,7 +91,8 @@ pub fn key_file_for(
     let file = KeyFile::load_if_present(path)?;
     match (judge(recorded, file.as_ref()), file) {
         (Verdict::Use, Some(mut file)) => {
-            if file.add_missing_data_key() {
+            let added_data_key = file.add_missing_data_key();
+            if file.add_missing_jwt_keys(now) || added_data_key {
                 file.save(path)?;
             }
             Ok(file)

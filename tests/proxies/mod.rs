@@ -373,6 +373,8 @@ pub async fn forward_auth_through(
     assert_eq!(response.status(), 401);
     assert_eq!(upstream.seen().len(), 3);
 
+    let fresh_token = server.token("dev:otto").await;
+
     // Revoked and banned: refused at the proxy too.
     let response = http
         .post(url("/v1/logout"))
@@ -422,4 +424,30 @@ pub async fn forward_auth_through(
         assert_eq!(response.status(), 404, "{path}");
         assert!(response.headers().get("x-auth-user-id").is_none(), "{path}");
     }
+
+    // The documents a backend verifying access JWTs fetches are wxauth's own (the server
+    // runs with `public_url`, so they answer 200), and so is an access JWT.
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
+        let through: Value = http
+            .get(url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let direct: Value = server.get(path, None).await.json().await.unwrap();
+        assert_eq!(through, direct, "{path}");
+        assert!(direct.get("error").is_none(), "{path}: {direct}");
+    }
+    let response = http
+        .post(url("/v1/token"))
+        .bearer_auth(&fresh_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
