@@ -18,7 +18,7 @@ use crate::db::queries::{self, LoginWritten, NewLogin, ProfileFill, SessionOwner
 use crate::domain::error::Error;
 use crate::domain::login::{LoginOutcome, SessionPolicy, mask, tagged_hash, validate_code};
 use crate::domain::sessions::{self, banned};
-use crate::keys::crypto::{DataKeys, WEB_STATE_TAG_LEN};
+use crate::keys::crypto::{DataKeys, WEB_STATE_TAG_LEN, hex};
 use crate::keys::random;
 use crate::keys::token::{SessionSecret, SigningKeys};
 use crate::redirect_uri;
@@ -138,7 +138,7 @@ impl WebLogins {
                 "`state` must be at most {CLIENT_STATE_MAX} characters, none of them control characters"
             )));
         }
-        let binding = match browser.filter(|b| is_binding(b)) {
+        let binding = match browser.filter(|b| is_base64url_of(BINDING_LEN, b)) {
             Some(binding) => binding.to_owned(),
             None => URL_SAFE_NO_PAD.encode(random::bytes::<BINDING_LEN>()),
         };
@@ -203,7 +203,7 @@ impl WebLogins {
             .and_then(|s| self.verified_state_id(s))
             .ok_or_else(bad_state)?;
         let browser_hash = browser
-            .filter(|b| is_binding(b))
+            .filter(|b| is_base64url_of(BINDING_LEN, b))
             .map(|b| sha256(b.as_bytes()))
             .ok_or_else(bad_state)?;
         let now = self.clock.now();
@@ -361,7 +361,7 @@ impl WebLogins {
                  wxauth_code; log in again",
             )
         };
-        if !is_one_time_code(code) {
+        if !is_base64url_of(CODE_LEN, code) {
             return Err(unknown());
         }
         let now = self.clock.now();
@@ -446,17 +446,10 @@ fn checked_scope(app: &AppConfig, scope: Option<&str>) -> Result<&'static str, E
     }
 }
 
-/// Whether `text` has the shape of a browser binding wxauth makes.
-fn is_binding(text: &str) -> bool {
-    text.len() == base64::encoded_len(BINDING_LEN, false).unwrap_or(0)
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Whether `text` has the shape of a one-time code wxauth makes.
-fn is_one_time_code(text: &str) -> bool {
-    text.len() == base64::encoded_len(CODE_LEN, false).unwrap_or(0)
+/// Whether `text` has the shape of `len` random bytes as wxauth writes them (unpadded
+/// base64url): a browser binding or a one-time code. Anything else is refused unread.
+fn is_base64url_of(len: usize, text: &str) -> bool {
+    text.len() == base64::encoded_len(len, false).unwrap_or(0)
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -476,10 +469,6 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -542,10 +531,14 @@ mod tests {
     #[test]
     fn codes_and_bindings_are_checked_for_shape() {
         let code = URL_SAFE_NO_PAD.encode([7u8; CODE_LEN]);
-        assert!(is_one_time_code(&code));
-        assert!(is_binding(&code));
-        assert!(!is_one_time_code(&code[1..]));
-        assert!(!is_one_time_code(&format!("{}=", &code[1..])));
+        assert!(is_base64url_of(CODE_LEN, &code));
+        assert!(!is_base64url_of(CODE_LEN, &code[1..]));
+        assert!(!is_base64url_of(CODE_LEN, &format!("{}=", &code[1..])));
+        assert!(!is_base64url_of(CODE_LEN, &"+".repeat(code.len())));
+        assert!(is_base64url_of(
+            BINDING_LEN,
+            &URL_SAFE_NO_PAD.encode([7u8; BINDING_LEN])
+        ));
         assert_ne!(web_code_hash(&code), web_code_pad(&code));
     }
 }

@@ -6,18 +6,18 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use warp::http::{HeaderName, HeaderValue, header};
+use warp::http::{HeaderName, HeaderValue};
 use warp::reply::{self, Reply, Response};
 
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
-use super::json::json;
+use super::json::{json, no_store};
 use super::state::AppState;
 use crate::clock::rfc3339;
 use crate::config::AppKind;
 use crate::db::queries;
 use crate::domain::Error;
-use crate::domain::service_keys::{self, Scope};
+use crate::domain::service_keys::{self, Scope, ServiceKeyRow};
 use crate::domain::sessions::Authenticated;
 use crate::keys::secret::Secret;
 
@@ -50,13 +50,11 @@ pub async fn forward(
             auth.copy.identity_headers.get_or_init(|| identity)
         }
     };
-    let mut response = reply::reply().into_response();
+    let mut response = no_store(reply::reply().into_response());
     let headers = response.headers_mut();
     for (name, value) in identity {
         headers.insert(name.clone(), value.clone());
     }
-    // An identity must never be served from a cache to another caller.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -114,6 +112,15 @@ impl<'a> From<&'a Authenticated> for ActiveToken<'a> {
     }
 }
 
+/// The service key in `authorization`, if it is live and has `scope`.
+async fn service_key(
+    state: &AppState,
+    authorization: Option<String>,
+    scope: Scope,
+) -> Result<ServiceKeyRow, Error> {
+    service_keys::authenticate(&state.db, &*state.clock, authorization.as_deref(), scope).await
+}
+
 /// `POST /v1/introspect`: with a live service key, says whether `token` is a live session
 /// and whose. Every reason a token is not usable answers the same `{"active": false}`, as
 /// RFC 7662 asks, so the caller learns nothing more about a token it should not trust.
@@ -122,15 +129,9 @@ pub async fn introspect(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let caller = service_keys::authenticate(
-        &state.db,
-        &*state.clock,
-        authorization.as_deref(),
-        Scope::Introspect,
-    )
-    .await?;
+    let caller = service_key(state, authorization, Scope::Introspect).await?;
     let request: IntrospectRequest = body.required_json()?;
-    let mut response = match state.sessions.authenticate_token(&request.token).await {
+    let response = match state.sessions.authenticate_token(&request.token).await {
         Ok(auth) => json(&ActiveToken::from(&auth)),
         Err(e) if is_inactive(&e) => {
             tracing::debug!(service_key = %caller.public_id, reason = %e, "introspected an inactive token");
@@ -138,10 +139,7 @@ pub async fn introspect(
         }
         Err(e) => return Err(e.into()),
     };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(response))
 }
 
 /// Whether an authentication error says the token is unusable, rather than that the
@@ -173,13 +171,7 @@ pub async fn access_token(
     authorization: Option<String>,
     query: String,
 ) -> Result<Response, ApiError> {
-    let caller = service_keys::authenticate(
-        &state.db,
-        &*state.clock,
-        authorization.as_deref(),
-        Scope::AccessToken,
-    )
-    .await?;
+    let caller = service_key(state, authorization, Scope::AccessToken).await?;
     let AccessTokenQuery { appid } = super::query::parse(&query)?;
     let app = token_app(state, appid.as_deref())?;
     let (token, until) = state
@@ -199,13 +191,7 @@ pub async fn refresh_access_token(
     authorization: Option<String>,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    let caller = service_keys::authenticate(
-        &state.db,
-        &*state.clock,
-        authorization.as_deref(),
-        Scope::AccessToken,
-    )
-    .await?;
+    let caller = service_key(state, authorization, Scope::AccessToken).await?;
     let request: RefreshRequest = body.required_json()?;
     if request.rejected.is_empty() || request.rejected.len() > 512 {
         return Err(Error::invalid(
@@ -250,14 +236,10 @@ fn token_app<'a>(
 
 /// `{"access_token", "expires_at"}`, never cached on the way.
 fn token_answer(token: &Secret, until: i64) -> Response {
-    let mut response = json(&serde_json::json!({
+    no_store(json(&serde_json::json!({
         "access_token": token.expose(),
         "expires_at": rfc3339(until),
-    }));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    })))
 }
 
 /// The most events one `GET /v1/events` answers.
@@ -279,13 +261,7 @@ pub async fn events(
     authorization: Option<String>,
     query: String,
 ) -> Result<Response, ApiError> {
-    service_keys::authenticate(
-        &state.db,
-        &*state.clock,
-        authorization.as_deref(),
-        Scope::Events,
-    )
-    .await?;
+    service_key(state, authorization, Scope::Events).await?;
     let EventsQuery { after, limit } = super::query::parse(&query)?;
     let after = after.unwrap_or(0);
     let limit = limit.unwrap_or(DEFAULT_EVENTS);
@@ -318,9 +294,7 @@ pub async fn events(
             serde_json::Value::Object(event)
         })
         .collect::<Vec<_>>();
-    let mut response = json(&serde_json::json!({ "events": events, "next": next }));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(json(
+        &serde_json::json!({ "events": events, "next": next }),
+    )))
 }

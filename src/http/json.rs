@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use serde::Serialize;
-use warp::http::header::{CONTENT_TYPE, HeaderValue};
+use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use warp::reply::Response;
 
 /// Large enough for a session with its user, the largest answer on the hot paths.
@@ -31,6 +31,15 @@ pub fn json_body(body: Bytes) -> Response {
     response
 }
 
+/// `response` marked never to be stored by a cache: it carries a secret or says who is
+/// calling, which must never be served to another caller.
+pub fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +49,7 @@ mod tests {
         let response = json(&serde_json::json!({"name": "小明 🌸", "n": 1}));
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert!(response.headers().get(CACHE_CONTROL).is_none());
+        assert_eq!(no_store(response).headers()[CACHE_CONTROL], "no-store");
     }
 }

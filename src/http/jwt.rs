@@ -8,7 +8,7 @@ use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 
 use super::error::{ApiError, ErrorCode};
-use super::json::json;
+use super::json::{json, no_store};
 use super::state::AppState;
 use crate::domain::access_jwts::AccessJwts;
 
@@ -47,15 +47,11 @@ pub async fn token(
         .authenticate(authorization.as_deref())
         .await?;
     let jwt = jwts.issue(&auth);
-    let mut response = json(&TokenAnswer {
+    Ok(no_store(json(&TokenAnswer {
         access_token: jwt.token,
         token_type: "Bearer",
         expires_in: jwt.expires_in,
-    });
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    })))
 }
 
 /// `GET /.well-known/jwks.json`.

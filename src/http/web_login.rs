@@ -12,6 +12,7 @@ use warp::reply::{Reply, Response};
 use super::body::RawBody;
 use super::error::{ApiError, ErrorCode};
 use super::handlers::{token_response, too_many};
+use super::json::no_store;
 use super::query;
 use super::state::AppState;
 use crate::domain::Error;
@@ -157,12 +158,10 @@ fn missing(name: &str) -> ApiError {
 
 /// A 302 to `location`, never cached: each one carries a fresh state or code.
 fn redirect(location: &str) -> Result<Response, ApiError> {
-    let mut response = StatusCode::FOUND.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    let mut response = no_store(StatusCode::FOUND.into_response());
+    response.headers_mut().insert(
         header::LOCATION,
         HeaderValue::from_str(location).map_err(|e| ApiError::internal(&e))?,
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

@@ -1,9 +1,9 @@
-//! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys, the
-//! JWT keys and the data key that seals secrets stored in the database. Generated on the first start
-//! of an empty database and kept apart from it, so that a copy of the database alone can
-//! neither mint tokens nor read a session_key. The database records each key's print
-//! ([`KeyPrint`]: its id and a fingerprint, never the key), so that a server started with
-//! a key file that lacks them can refuse to start.
+//! The key file (`keys.json` in the data directory, mode 0600): the token-signing keys,
+//! the JWT keys and the data key that seals secrets stored in the database. Generated on
+//! the first start of an empty database and kept apart from it, so that a copy of the
+//! database alone can neither mint tokens nor read a session_key. The database records
+//! each key's print ([`KeyPrint`]: its id and a fingerprint, never the key), so that a
+//! server started with a key file that lacks them can refuse to start.
 
 use std::io;
 use std::path::Path;
@@ -199,7 +199,8 @@ impl std::fmt::Debug for KeyFile {
 }
 
 impl KeyFile {
-    /// A key file with one fresh signing key and a fresh data key.
+    /// A key file with one fresh signing key, an active and a next JWT key, and a fresh
+    /// data key.
     pub fn generate(now: UnixTime) -> KeyFile {
         let mut file = KeyFile {
             active: String::new(),
