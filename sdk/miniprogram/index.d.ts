@@ -140,6 +140,8 @@ export interface WxLike {
 export interface ClientOptions {
   /** The wxauth server, e.g. "https://auth.example.com" (no path after it). */
   baseUrl: string;
+  /** The team's API, for `apiRequest` paths, e.g. "https://api.example.com". Default `baseUrl`. */
+  apiBaseUrl?: string;
   /** Sent with every login; needed when the server has several apps. */
   appid?: string;
   /** Where the session is kept with wx.setStorageSync. Default "wxauth". */
@@ -163,7 +165,20 @@ export interface Client {
   login(): Promise<LoginResult>;
   /** wx.request with the session token; logs in or refreshes first when needed. Rejects with WxauthError for HTTP status 400 and up. */
   request<T = any>(options: RequestOptions): Promise<WxResponse<T>>;
-  /** Forgets the session here and revokes it on the server (all of the user's sessions with `all`). */
+  /**
+   * An access JWT (ES256) for the team's own API, from POST /v1/token with the session.
+   * Kept in memory and shared: fetched again when less than a third of its lifetime is
+   * left, one fetch for every caller waiting. Rejects with `not_found` when the server
+   * has no `public_url`, `user_banned` for a banned user.
+   */
+  getAccessToken(): Promise<string>;
+  /**
+   * wx.request to the team's API with `Authorization: Bearer <access JWT>`, never the
+   * session token. Paths are taken against `apiBaseUrl`. A 401 gets one new JWT and one
+   * retry; a second 401 rejects. Rejects with WxauthError for HTTP status 400 and up.
+   */
+  apiRequest<T = any>(options: RequestOptions): Promise<WxResponse<T>>;
+  /** Forgets the session and its access JWT here and revokes the session on the server (all of the user's sessions with `all`). */
   logout(options?: { all?: boolean }): Promise<void>;
   /** GET /v1/me. */
   getUser(): Promise<User>;

@@ -1,8 +1,10 @@
 'use strict';
 // The mini program half of wxauth's login: gets a code from wx.login, trades it for a
-// session token, keeps the token in storage and sends it on requests. It owns the rules
-// that are easy to get wrong: one login and one refresh in flight however many requests
-// wait, refresh before expiry, and at most one retry after a dead session or a busy server.
+// session token, keeps the token in storage and sends it on requests; and trades the
+// session for short-lived access JWTs that the team's own API verifies. It owns the rules
+// that are easy to get wrong: one login, one refresh and one JWT fetch in flight however
+// many requests wait, refresh before expiry, and at most one retry after a refused
+// credential or a busy server.
 //
 // Plain ES2015 on purpose (promise chains rather than asynchronous functions, no optional
 // chaining, nullish coalescing or object spread): WeChat's base library runs it as it
@@ -106,6 +108,7 @@ function createClient(options) {
     throw new TypeError('createClient: no `wx` object; outside a mini program pass `{ wx }`');
   }
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const apiBaseUrl = options.apiBaseUrl ? options.apiBaseUrl.replace(/\/+$/, '') : baseUrl;
   const appid = options.appid;
   const storageKey = options.storageKey || DEFAULT_STORAGE_KEY;
   const now = options.now || Date.now;
@@ -126,6 +129,14 @@ function createClient(options) {
   let session;
   let loginInFlight = null;
   let refreshInFlight = null;
+  // The access JWT for the team's API: { token, expiresAt, lifetime } or null. Kept in
+  // memory only: it lives minutes, and one fetch at launch is cheaper than one more
+  // credential at rest.
+  let access = null;
+  let accessInFlight = null;
+  // Counts the session's ends and new logins (not refreshes), so that a JWT fetched for
+  // an earlier session is never cached for the current one.
+  let sessionEpoch = 0;
   const listeners = [];
 
   function wxLoginCode() {
@@ -205,12 +216,20 @@ function createClient(options) {
     });
   }
 
+  // A JWT names its session and its user; after a new login (possibly another user) or
+  // the end of the session it must not be sent again.
+  function sessionChanged() {
+    sessionEpoch += 1;
+    access = null;
+  }
+
   // Forgets the session if `token` is still the current one: a concurrent request may
   // have logged in again already, and its new session must stay.
   function sessionDied(token, code) {
     const current = load();
     if (current && current.token === token) {
       save(null);
+      sessionChanged();
       emit({ type: 'expired', code: code });
     }
   }
@@ -237,9 +256,17 @@ function createClient(options) {
     return next;
   }
 
-  function resolveUrl(url) {
+  function joinUrl(base, url) {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return url;
-    return baseUrl + (url.charAt(0) === '/' ? '' : '/') + url;
+    return base + (url.charAt(0) === '/' ? '' : '/') + url;
+  }
+
+  function resolveUrl(url) {
+    return joinUrl(baseUrl, url);
+  }
+
+  function resolveApiUrl(url) {
+    return joinUrl(apiBaseUrl, url);
   }
 
   function withToken(header, token) {
@@ -302,25 +329,50 @@ function createClient(options) {
     );
   }
 
-  // Runs `send(token)` and deals with its answer: a dead session gets one new login and
-  // one retry, a busy server one wait of Retry-After and one retry. Nothing repeats, so
-  // a server that keeps refusing is answered with its error, not with a loop.
-  function exchange(send, authenticated) {
-    let loggedInAgain = false;
+  // The credentials a call can carry: how to get one, whether an answer refuses it, and
+  // how to forget it.
+  const sessionCredential = {
+    get: ensureToken,
+    refuses: function (res, error) {
+      return isAuthCode(error.code);
+    },
+    drop: function (token, error) {
+      sessionDied(token, error.code);
+    },
+  };
+  // The team's API is not wxauth: any 401 from it means the JWT was not accepted.
+  const accessCredential = {
+    get: getAccessToken,
+    refuses: function (res) {
+      return res.statusCode === 401;
+    },
+    drop: function (token) {
+      // Only if still current: a concurrent call may have fetched a new one already.
+      if (access && access.token === token) access = null;
+    },
+  };
+
+  // Runs `send(token)` with a token of `credential` (none when null) and deals with its
+  // answer: a refused token gets one new token and one retry, a busy server one wait of
+  // Retry-After and one retry (unless `hurried`: the caller has something to fall back
+  // on). Nothing repeats, so a server that keeps refusing is answered with its error,
+  // not with a loop.
+  function exchange(send, credential, hurried) {
+    let renewed = false;
     let waited = false;
     function attempt() {
-      const token = authenticated ? ensureToken() : Promise.resolve(undefined);
+      const token = credential ? credential.get() : Promise.resolve(undefined);
       return token.then(function (t) {
         return send(t).then(function (res) {
           if (!failed(res)) return res;
           const error = errorFromResponse(res, now());
-          if (authenticated && isAuthCode(error.code)) {
-            sessionDied(t, error.code);
-            if (!loggedInAgain) {
-              loggedInAgain = true;
+          if (credential && credential.refuses(res, error)) {
+            credential.drop(t, error);
+            if (!renewed) {
+              renewed = true;
               return attempt();
             }
-          } else if (!waited && mayWait(error)) {
+          } else if (!hurried && !waited && mayWait(error)) {
             waited = true;
             return sleep(error.retryAfter * 1000).then(attempt);
           }
@@ -348,10 +400,11 @@ function createClient(options) {
               data: data,
             });
           });
-      }, false)
+      }, null)
         .then(function (res) {
           const body = parseBody(res.data);
           const next = adopt(body, null);
+          sessionChanged();
           const result = { token: next.token, user: body.user, newUser: body.new_user === true };
           emit({ type: 'login', user: result.user, newUser: result.newUser });
           return result;
@@ -424,6 +477,72 @@ function createClient(options) {
     return Promise.resolve(current.token);
   }
 
+  // Errors after which a JWT that has time left is still worth sending: no answer, or
+  // a busy server. Any other answer is about this session or user (banned, say) and is
+  // returned.
+  function transient(error) {
+    return error.status === 0 || error.status === 429 || error.status >= 500;
+  }
+
+  // POST /v1/token with the session. `fallback` is the cached JWT when it still has time
+  // left: a transient failure then answers with it instead of an error or a wait.
+  function fetchAccessToken(fallback) {
+    let epoch;
+    return exchange(
+      function (token) {
+        epoch = sessionEpoch;
+        return wxRequest({
+          url: baseUrl + '/v1/token',
+          method: 'POST',
+          header: withToken({ 'content-type': 'application/json' }, token),
+        });
+      },
+      sessionCredential,
+      !!fallback
+    ).then(
+      function (res) {
+        const body = parseBody(res.data);
+        if (!body || typeof body.access_token !== 'string' || typeof body.expires_in !== 'number') {
+          throw new WxauthError(
+            'invalid_response',
+            'the token answer has no access_token or expires_in',
+            { status: res.statusCode }
+          );
+        }
+        // As for the session: the lifetime runs from when the answer arrived, on the
+        // device's clock.
+        const lifetime = body.expires_in * 1000;
+        const next = { token: body.access_token, expiresAt: now() + lifetime, lifetime: lifetime };
+        if (epoch === sessionEpoch) access = next;
+        return next.token;
+      },
+      function (error) {
+        if (fallback && access === fallback && fallback.expiresAt > now() && transient(error)) {
+          return fallback.token;
+        }
+        throw error;
+      }
+    );
+  }
+
+  // The access JWT: the cached one while more than a third of its lifetime is left,
+  // else a new one, fetched once for every caller waiting.
+  function getAccessToken() {
+    const current = access;
+    if (current && current.expiresAt - now() >= current.lifetime / 3) {
+      return Promise.resolve(current.token);
+    }
+    if (!accessInFlight) {
+      const flight = fetchAccessToken(current && current.expiresAt > now() ? current : null);
+      accessInFlight = flight;
+      const done = function () {
+        if (accessInFlight === flight) accessInFlight = null;
+      };
+      flight.then(done, done);
+    }
+    return accessInFlight;
+  }
+
   function jsonCall(method, path, data) {
     return exchange(function (token) {
       const opts = {
@@ -433,7 +552,7 @@ function createClient(options) {
       };
       if (data !== undefined) opts.data = data;
       return wxRequest(opts);
-    }, true).then(function (res) {
+    }, sessionCredential).then(function (res) {
       return parseBody(res.data);
     });
   }
@@ -444,32 +563,51 @@ function createClient(options) {
     });
   }
 
-  function request(options) {
-    if (!options || typeof options.url !== 'string') {
-      return Promise.reject(new TypeError('request: `url` is required'));
-    }
+  // wx.request's options as a promise, with a token of `credential` in Authorization.
+  function callWith(credential, toUrl, options) {
     const base = Object.assign({}, options);
     delete base.success;
     delete base.fail;
     delete base.complete;
-    base.url = resolveUrl(options.url);
+    base.url = toUrl(options.url);
     return exchange(function (token) {
       return wxRequest(Object.assign({}, base, { header: withToken(options.header, token) }));
-    }, true);
+    }, credential);
+  }
+
+  function request(options) {
+    if (!options || typeof options.url !== 'string') {
+      return Promise.reject(new TypeError('request: `url` is required'));
+    }
+    return callWith(sessionCredential, resolveUrl, options);
+  }
+
+  // The session token never goes to the team's API: it is wxauth's credential, and a
+  // JWT is what the API can verify on its own.
+  function apiRequest(options) {
+    if (!options || typeof options.url !== 'string') {
+      return Promise.reject(new TypeError('apiRequest: `url` is required'));
+    }
+    return callWith(accessCredential, resolveApiUrl, options);
   }
 
   function logout(options) {
     const all = !!(options && options.all);
-    // Let a login or refresh under way land first, so the session it brings is the one
-    // that gets revoked rather than one that outlives the logout.
+    // Let a login, refresh or JWT fetch under way land first, so the session it brings is
+    // the one that gets revoked rather than one that outlives the logout, and a fetch is
+    // not refused afterwards and answered with a new login.
     return settled(loginInFlight)
       .then(function () {
         return settled(refreshInFlight);
       })
       .then(function () {
+        return settled(accessInFlight);
+      })
+      .then(function () {
         const current = load();
         if (!current) return undefined;
         save(null);
+        sessionChanged();
         emit({ type: 'logout', all: all });
         const opts = {
           url: baseUrl + '/v1/logout',
@@ -507,7 +645,7 @@ function createClient(options) {
         name: 'file',
         header: withToken(null, token),
       });
-    }, true).then(function (res) {
+    }, sessionCredential).then(function (res) {
       const user = parseBody(res.data);
       if (!user || typeof user !== 'object') {
         throw new WxauthError('invalid_response', 'the avatar upload answered no user', {
@@ -542,6 +680,8 @@ function createClient(options) {
   return {
     login: login,
     request: request,
+    getAccessToken: getAccessToken,
+    apiRequest: apiRequest,
     logout: logout,
     getUser: getUser,
     updateProfile: updateProfile,

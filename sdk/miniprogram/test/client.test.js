@@ -1,7 +1,7 @@
 'use strict';
 // The library against a fake `wx` and a scripted server: logins shared among concurrent
 // callers, refresh near expiry, one re-login and one retry after a dead session, typed
-// errors, Retry-After, storage.
+// errors, Retry-After, storage, and the access JWTs for the team's API.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -10,6 +10,7 @@ const { createClient, WxauthError } = require('..');
 const { createFakeServer, createFakeWx, errorAnswer } = require('./support/fake-wx');
 
 const BASE = 'https://auth.example.com';
+const API = 'https://api.example.com';
 const START = Date.UTC(2026, 0, 1);
 
 /** A client on a fake wx with a clock the test moves and a sleep that only records. */
@@ -537,4 +538,292 @@ test('createClient insists on a baseUrl and a wx', () => {
   assert.equal(client.resolveUrl('/v1/me'), BASE + '/v1/me');
   assert.equal(client.resolveUrl('v1/me'), BASE + '/v1/me');
   assert.equal(client.resolveUrl('https://cdn.example.com/a.png'), 'https://cdn.example.com/a.png');
+});
+
+test('getAccessToken logs in, fetches one JWT with the session token and keeps it', async () => {
+  const { wx, client } = setup();
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  assert.equal(wx.loginCalls, 1);
+  const fetches = wx.hits('POST /v1/token');
+  assert.equal(fetches.length, 1);
+  assert.equal(fetches[0].url, BASE + '/v1/token');
+  assert.equal(fetches[0].header.Authorization, 'Bearer tok-1');
+  assert.equal(fetches[0].data, undefined);
+  assert.deepEqual(Array.from(wx.storage.keys()), ['wxauth'], 'the JWT is not stored');
+});
+
+test('concurrent callers share one login and one JWT fetch', async () => {
+  const { server, wx, client } = setup();
+  server.delayMs = 5;
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      i % 2 ? client.getAccessToken() : client.apiRequest({ url: API + '/api/orders' })
+    )
+  );
+  assert.equal(wx.loginCalls, 1);
+  assert.equal(wx.hits('POST /v1/login').length, 1);
+  assert.equal(wx.hits('POST /v1/token').length, 1);
+  assert.deepEqual(
+    answers.map((a) => (typeof a === 'string' ? a : a.data.jwt)),
+    Array(10).fill('jwt-1')
+  );
+  assert.equal(wx.hits('GET /api/orders').length, 5);
+});
+
+test('the JWT is fetched again when less than a third of its lifetime is left', async () => {
+  const { server, wx, client, clock } = setup();
+  await client.getAccessToken();
+
+  clock.now = START + 350 * 1000; // 250 s of 600 left: more than a third
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  assert.equal(wx.hits('POST /v1/token').length, 1);
+
+  clock.now = START + 450 * 1000; // 150 s left: less than a third, yet not expired
+  server.delayMs = 5;
+  const answers = await Promise.all([
+    client.getAccessToken(),
+    client.getAccessToken(),
+    client.apiRequest({ url: API + '/api/orders' }),
+  ]);
+  assert.deepEqual(answers.slice(0, 2), ['jwt-2', 'jwt-2']);
+  assert.equal(answers[2].data.jwt, 'jwt-2');
+  assert.equal(wx.hits('POST /v1/token').length, 2, 'concurrent callers share one fetch');
+
+  // Its lifetime counts from when it arrived.
+  clock.now = START + 800 * 1000;
+  assert.equal(await client.getAccessToken(), 'jwt-2');
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+  assert.equal(wx.hits('POST /v1/session/refresh').length, 0);
+  assert.equal(wx.loginCalls, 1);
+});
+
+test('an early fetch that fails goes on with the JWT it has; an expired JWT is never sent', async () => {
+  const { server, wx, client, clock, sleeps } = setup();
+  await client.getAccessToken();
+
+  clock.now = START + 450 * 1000;
+  server.script('POST /v1/token', { fail: 'request:fail timeout' });
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  server.script('POST /v1/token', errorAnswer(503, 'storage_unavailable', { 'Retry-After': '1' }));
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  assert.deepEqual(sleeps, [], 'no wait while the JWT has time left');
+  // Each call tries again until one succeeds.
+  assert.equal(await client.getAccessToken(), 'jwt-2');
+  assert.equal(wx.hits('POST /v1/token').length, 4);
+
+  clock.now += 601 * 1000; // jwt-2 has expired
+  server.script('POST /v1/token', { fail: 'request:fail timeout' });
+  const offline = await rejection(client.getAccessToken());
+  assert.equal(offline.code, 'network_error');
+  // Without a JWT to fall back on, a short Retry-After is waited out once.
+  server.script('POST /v1/token', errorAnswer(503, 'storage_unavailable', { 'Retry-After': '1' }));
+  assert.equal(await client.getAccessToken(), 'jwt-3');
+  assert.deepEqual(sleeps, [1000]);
+});
+
+test('a banned user gets no JWT, not even the one it has in its last third', async () => {
+  const { server, wx, client, clock } = setup();
+  await client.getAccessToken();
+  clock.now = START + 450 * 1000;
+  server.script('POST /v1/token', errorAnswer(403, 'user_banned'));
+  const error = await rejection(client.getAccessToken());
+  assert.ok(error instanceof WxauthError);
+  assert.equal(error.code, 'user_banned');
+  assert.equal(error.status, 403);
+  assert.equal(wx.loginCalls, 1);
+});
+
+test('a server without public_url answers not_found; an answer without a JWT is invalid_response', async () => {
+  const { server, wx, client } = setup();
+  server.script('POST /v1/token', errorAnswer(404, 'not_found'));
+  const missing = await rejection(client.getAccessToken());
+  assert.equal(missing.code, 'not_found');
+  assert.equal(missing.status, 404);
+  server.script('POST /v1/token', { statusCode: 200, data: { token_type: 'Bearer' }, header: {} });
+  const odd = await rejection(client.apiRequest({ url: API + '/api/orders' }));
+  assert.equal(odd.code, 'invalid_response');
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+  assert.equal(wx.hits('GET /api/orders').length, 0);
+  assert.equal(wx.loginCalls, 1);
+});
+
+test('apiRequest sends the JWT, never the session token, and takes paths against apiBaseUrl', async () => {
+  const { wx, client } = setup({ apiBaseUrl: API + '/' });
+  const options = {
+    url: '/api/orders',
+    method: 'POST',
+    data: { item: 'tea' },
+    header: { 'X-Trace': 'abc', authorization: 'Bearer stale' },
+    success: () => assert.fail('wx callbacks are not called'),
+  };
+  const res = await client.apiRequest(options);
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(res.data, { path: '/api/orders', jwt: 'jwt-1' });
+  const sent = wx.hits('POST /api/orders')[0];
+  assert.equal(sent.url, API + '/api/orders');
+  assert.deepEqual(sent.header, { 'X-Trace': 'abc', Authorization: 'Bearer jwt-1' });
+  assert.deepEqual(sent.data, { item: 'tea' });
+  assert.equal(options.url, '/api/orders', 'the options object is not changed');
+  for (const r of wx.requests) {
+    if (r.url.indexOf(API) === 0) assert.doesNotMatch(r.header.Authorization, /tok-/);
+  }
+
+  // Without apiBaseUrl a path is taken against baseUrl.
+  const plain = setup();
+  await plain.client.apiRequest({ url: 'api/orders' });
+  assert.equal(plain.wx.hits('GET /api/orders')[0].url, BASE + '/api/orders');
+
+  await assert.rejects(client.apiRequest({}), TypeError);
+});
+
+test('a 401 from the team\'s API gets exactly one new JWT and one retry', async () => {
+  const { server, wx, client, events } = setup();
+  await client.getAccessToken();
+  server.jwts.delete('jwt-1'); // the API stops accepting it, say after a key rotation
+  const res = await client.apiRequest({ url: API + '/api/orders' });
+  assert.equal(res.data.jwt, 'jwt-2');
+  assert.deepEqual(
+    wx.hits('GET /api/orders').map((r) => r.header.Authorization),
+    ['Bearer jwt-1', 'Bearer jwt-2']
+  );
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+  // The JWT is wxauth's business no more than the API's 401 is: the session stays.
+  assert.equal(wx.loginCalls, 1);
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['login']
+  );
+  // The new JWT is kept.
+  await client.apiRequest({ url: API + '/api/orders' });
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+});
+
+test('a second 401 from the team\'s API is returned, with no third try', async () => {
+  const { server, wx, client } = setup();
+  const refusal = { statusCode: 401, data: { message: 'wrong audience' }, header: {} };
+  server.script('GET /api/orders', refusal);
+  server.script('GET /api/orders', refusal);
+  const error = await rejection(client.apiRequest({ url: API + '/api/orders' }));
+  assert.ok(error instanceof WxauthError);
+  assert.equal(error.status, 401);
+  assert.equal(error.code, 'http_error');
+  assert.deepEqual(error.response.data, { message: 'wrong audience' });
+  assert.equal(wx.hits('GET /api/orders').length, 2);
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+  assert.equal(wx.loginCalls, 1);
+  // The JWT refused on the retry is dropped too; the next call starts with a new one.
+  const res = await client.apiRequest({ url: API + '/api/orders' });
+  assert.equal(res.data.jwt, 'jwt-3');
+  assert.equal(wx.hits('POST /v1/token').length, 3);
+});
+
+test('concurrent 401s on one JWT make one new fetch', async () => {
+  const { server, wx, client } = setup();
+  await client.getAccessToken();
+  server.jwts.clear();
+  server.delayMs = 5;
+  const answers = await Promise.all(
+    Array.from({ length: 5 }, () => client.apiRequest({ url: API + '/api/orders' }))
+  );
+  assert.deepEqual(
+    answers.map((a) => a.data.jwt),
+    Array(5).fill('jwt-2')
+  );
+  assert.equal(wx.hits('POST /v1/token').length, 2);
+  assert.equal(wx.hits('GET /api/orders').length, 10);
+});
+
+test('apiRequest waits out a short Retry-After once, like request', async () => {
+  const { server, wx, client, sleeps } = setup();
+  server.script('GET /api/orders', errorAnswer(429, 'rate_limited', { 'Retry-After': '2' }));
+  const res = await client.apiRequest({ url: API + '/api/orders' });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(sleeps, [2000]);
+  assert.equal(wx.hits('GET /api/orders').length, 2);
+  assert.equal(wx.hits('POST /v1/token').length, 1);
+});
+
+test('a dead session on /v1/token logs in once and fetches again; a second refusal is returned', async () => {
+  const { server, wx, client, clock, events } = setup();
+  await client.login();
+  server.live.clear(); // revoked on the server
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+  assert.deepEqual(
+    wx.hits('POST /v1/token').map((r) => r.header.Authorization),
+    ['Bearer tok-1', 'Bearer tok-2']
+  );
+  assert.equal(wx.loginCalls, 2);
+  assert.deepEqual(
+    events.map((e) => e.type + (e.code ? ':' + e.code : '')),
+    ['login', 'expired:invalid_token', 'login']
+  );
+
+  clock.now = START + 601 * 1000;
+  server.script('POST /v1/token', errorAnswer(401, 'session_revoked'));
+  server.script('POST /v1/token', errorAnswer(401, 'session_revoked'));
+  const error = await rejection(client.getAccessToken());
+  assert.equal(error.code, 'session_revoked');
+  assert.equal(wx.hits('POST /v1/token').length, 4);
+  assert.equal(wx.loginCalls, 3);
+});
+
+test('logout and a new login forget the JWT; a session refresh keeps it', async () => {
+  const { server, wx, client, clock } = setup();
+  server.expiresIn = 900;
+  server.jwtExpiresIn = 3600;
+  assert.equal(await client.getAccessToken(), 'jwt-1');
+
+  clock.now = START + 650 * 1000; // the session is in its last third, the JWT is not
+  await client.getUser();
+  assert.equal(wx.hits('POST /v1/session/refresh').length, 1);
+  assert.equal(await client.getAccessToken(), 'jwt-1', 'a refresh keeps the session, and its JWT');
+
+  await client.logout();
+  assert.equal(await client.getAccessToken(), 'jwt-2');
+  assert.equal(wx.hits('POST /v1/token')[1].header.Authorization, 'Bearer tok-3');
+
+  await client.login();
+  assert.equal(await client.getAccessToken(), 'jwt-3');
+  assert.equal(wx.hits('POST /v1/token')[2].header.Authorization, 'Bearer tok-4');
+});
+
+/** Holds the next answer of `route` until the test calls the returned `release()`. */
+function holdNext(server, route) {
+  const held = {};
+  server.script(
+    route,
+    (req) =>
+      new Promise((resolve) => {
+        held.release = () => resolve(server.defaultAnswer(route, req));
+      })
+  );
+  return held;
+}
+
+test('logout waits for a JWT fetch under way, then revokes and forgets', async () => {
+  const { server, wx, client } = setup();
+  await client.login();
+  const held = holdNext(server, 'POST /v1/token');
+  const pending = client.getAccessToken();
+  const loggedOut = client.logout();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(wx.hits('POST /v1/logout').length, 0, 'not before the fetch has landed');
+  held.release();
+  await loggedOut;
+  assert.equal(await pending, 'jwt-1');
+  assert.equal(wx.loginCalls, 1, 'the fetch was not refused and answered with a login');
+  assert.equal(wx.hits('POST /v1/logout')[0].header.Authorization, 'Bearer tok-1');
+  assert.equal(await client.getAccessToken(), 'jwt-2');
+});
+
+test('a JWT that arrives after a new login is handed over but not kept', async () => {
+  const { server, client } = setup();
+  await client.login();
+  const held = holdNext(server, 'POST /v1/token');
+  const pending = client.getAccessToken();
+  await client.login(); // a new session, maybe another user's, while the fetch is away
+  held.release();
+  assert.equal(await pending, 'jwt-1', 'it was asked for before the login');
+  assert.equal(await client.getAccessToken(), 'jwt-2');
 });

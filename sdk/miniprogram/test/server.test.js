@@ -1,7 +1,8 @@
 'use strict';
 // The library against a real `wxauth serve --dev` (the binary the build produced, on a
 // loopback port), through a `wx` built on Node's http: the whole flow a mini program
-// goes through, and the server's own errors arriving as typed errors.
+// goes through, the server's own errors arriving as typed errors, and access JWTs that
+// a stand-in for the team's API verifies against the server's JWKS.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -12,6 +13,7 @@ const path = require('node:path');
 const { createClient, WxauthError } = require('..');
 const { createNodeWx, send } = require('./support/node-wx');
 const { makePng } = require('./support/png');
+const { startTeamApi, decodeJwt } = require('./support/team-api');
 const { wxauthBinary, startDevServer } = require('./support/wxauth-server');
 
 const bin = wxauthBinary();
@@ -19,16 +21,23 @@ const skip = bin
   ? false
   : 'no wxauth binary: run `cargo build` first, or set TEST_WXAUTH_BIN to one';
 
+// The default `jwt_audience`.
+const AUDIENCE = 'wxauth';
+
 let server;
 let scratch;
+let api;
 
 test.before(async () => {
   if (skip) return;
   server = await startDevServer(bin);
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'wxauth-sdk-files-'));
+  // Dev mode's public_url is the address it serves on: the JWTs' issuer.
+  api = await startTeamApi(server.baseUrl, AUDIENCE);
 });
 
 test.after(async () => {
+  if (api) await api.stop();
   if (server) await server.stop();
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
@@ -183,4 +192,125 @@ test('the server\'s refusals arrive as typed errors with its code', { skip }, as
   );
   assert.equal(closed.code, 'network_error');
   assert.equal(closed.status, 0);
+});
+
+test('an access JWT: ES256 at+jwt, naming the user, the session and the app', { skip }, async () => {
+  const wx = createNodeWx('grace');
+  const sdk = client(wx);
+  const jwt = await sdk.getAccessToken();
+  const user = await sdk.getUser();
+  assert.equal(await sdk.getAccessToken(), jwt, 'kept, not fetched again');
+  assert.equal(wx.count('POST /v1/token'), 1);
+
+  const { header, claims } = decodeJwt(jwt);
+  assert.equal(header.alg, 'ES256');
+  assert.equal(header.typ, 'at+jwt');
+  const jwks = JSON.parse((await send(server.baseUrl + '/.well-known/jwks.json', 'GET', {})).body);
+  const key = jwks.keys.find((k) => k.kid === header.kid);
+  assert.ok(key, 'the JWKS publishes the key named by kid');
+  assert.deepEqual([key.kty, key.crv, key.alg, key.use], ['EC', 'P-256', 'ES256', 'sig']);
+
+  assert.equal(claims.sub, user.id);
+  assert.equal(claims.aud, AUDIENCE);
+  assert.equal(claims.iss, server.baseUrl);
+  assert.equal(claims.appid, 'wxdevelopment0000');
+  assert.equal(typeof claims.sid, 'string');
+  assert.equal(typeof claims.jti, 'string');
+  assert.ok(!('openid' in claims) && !('unionid' in claims), 'no WeChat identifiers');
+
+  // The endpoint's own answer, with the SDK's session token.
+  const session = JSON.parse(wx.storage.get('wxauth')).token;
+  const raw = await send(server.baseUrl + '/v1/token', 'POST', { authorization: 'Bearer ' + session });
+  assert.equal(raw.statusCode, 200);
+  assert.equal(raw.header['cache-control'], 'no-store');
+  const answer = JSON.parse(raw.body);
+  assert.equal(answer.token_type, 'Bearer');
+  assert.equal(answer.expires_in, 600, 'the default jwt_ttl');
+  assert.equal(claims.exp - claims.iat, answer.expires_in);
+  const other = decodeJwt(answer.access_token).claims;
+  assert.equal(other.exp - other.iat, answer.expires_in);
+  assert.equal(other.sid, claims.sid, 'one session, one sid');
+  assert.notEqual(other.jti, claims.jti);
+});
+
+test('apiRequest reaches a team API that verifies the JWT with the JWKS alone', { skip }, async () => {
+  const wx = createNodeWx('heidi');
+  const sdk = client(wx, { apiBaseUrl: api.baseUrl });
+  const user = await sdk.getUser();
+  const session = JSON.parse(wx.storage.get('wxauth')).token;
+  const seenBefore = api.seen.length;
+
+  const res = await sdk.apiRequest({ url: '/orders', header: { authorization: 'Bearer ' + session } });
+  assert.equal(res.statusCode, 200, 'refusals: ' + api.refusals.join('; '));
+  assert.equal(res.data.sub, user.id);
+  assert.equal(res.data.appid, 'wxdevelopment0000');
+  const sent = api.seen.slice(seenBefore);
+  assert.deepEqual(sent, ['Bearer ' + (await sdk.getAccessToken())]);
+  assert.ok(!sent.some((h) => h.includes(session)), 'the session token never reaches the API');
+
+  // The stand-in does verify: a JWT with another payload under the same signature fails.
+  const [h, , sig] = (await sdk.getAccessToken()).split('.');
+  const forged = [h, Buffer.from(JSON.stringify({ sub: 'u_someone_else' })).toString('base64url'), sig].join('.');
+  const refused = await send(api.baseUrl + '/orders', 'GET', { authorization: 'Bearer ' + forged });
+  assert.equal(refused.statusCode, 401);
+  assert.equal(api.refusals[api.refusals.length - 1], 'bad signature');
+});
+
+test('a 401 from the team API gets one new JWT and one retry; a second 401 is the answer', { skip }, async () => {
+  const wx = createNodeWx('ivan');
+  const sdk = client(wx, { apiBaseUrl: api.baseUrl });
+  const first = await sdk.getAccessToken();
+
+  api.refuse = 1;
+  let seenBefore = api.seen.length;
+  const res = await sdk.apiRequest({ url: '/orders' });
+  assert.equal(res.statusCode, 200);
+  const sent = api.seen.slice(seenBefore);
+  assert.equal(sent.length, 2);
+  assert.equal(sent[0], 'Bearer ' + first);
+  assert.notEqual(sent[1], sent[0], 'the retry carries a new JWT');
+  assert.equal(wx.count('POST /v1/token'), 2);
+
+  api.refuse = 2;
+  seenBefore = api.seen.length;
+  const error = await rejection(sdk.apiRequest({ url: '/orders' }));
+  assert.ok(error instanceof WxauthError);
+  assert.equal(error.status, 401);
+  assert.equal(error.code, 'invalid_token', 'from the Bearer challenge');
+  assert.equal(api.seen.length - seenBefore, 2, 'no third try');
+  assert.equal(wx.count('POST /v1/token'), 3);
+  assert.equal(wx.loginCalls, 1, 'the session was never in question');
+});
+
+test('a session revoked elsewhere logs in again for a JWT; a logout forgets the JWT', { skip }, async () => {
+  const phone = createNodeWx('judy');
+  const clock = { now: Date.now() };
+  const onPhone = client(phone, { now: () => clock.now });
+  const first = decodeJwt(await onPhone.getAccessToken()).claims;
+
+  const tablet = client(createNodeWx('judy'));
+  await tablet.login();
+  await tablet.logout({ all: true });
+  clock.now += 11 * 60 * 1000; // past the JWT's ten minutes: a new one is needed
+  const second = decodeJwt(await onPhone.getAccessToken()).claims;
+  assert.equal(second.sub, first.sub);
+  assert.notEqual(second.sid, first.sid, 'a new session');
+  assert.equal(phone.loginCalls, 2);
+  assert.equal(phone.count('POST /v1/token'), 3, 'one refused, one after the login');
+
+  await onPhone.logout();
+  const third = decodeJwt(await onPhone.getAccessToken()).claims;
+  assert.notEqual(third.sid, second.sid);
+  assert.equal(phone.loginCalls, 3);
+});
+
+test('a banned user gets no new JWT', { skip }, async () => {
+  const wx = createNodeWx('mallory');
+  const sdk = client(wx);
+  const user = await sdk.getUser();
+  await server.admin(['users', 'ban', user.id, '--reason', 'test']);
+  const error = await rejection(sdk.getAccessToken());
+  assert.equal(error.code, 'user_banned');
+  assert.equal(error.status, 403);
+  assert.equal(wx.loginCalls, 1);
 });

@@ -1,6 +1,7 @@
 'use strict';
 // A stand-in for the mini program's `wx` (login, request, uploadFile, storage) in front
-// of a scripted imitation of wxauth, for the library's unit tests. It keeps wx's
+// of a scripted imitation of wxauth and of a team's API that takes its access JWTs, for
+// the library's unit tests. It keeps wx's
 // contracts: `success` for any HTTP status, `fail` only when no answer came, JSON bodies
 // parsed by request but handed to uploadFile's caller as a string, storage values copied.
 
@@ -31,7 +32,9 @@ function errorAnswer(status, code, header) {
 }
 
 /**
- * The imitation server. Answers like wxauth by default; `script(route, answer)` queues
+ * The imitation server. Answers like wxauth by default, and paths under /api/ (on any
+ * host) like a team's API that accepts the access JWTs still in `jwts`;
+ * `script(route, answer)` queues
  * answers that are used, in order and once each, before the default. An answer is
  * `{ statusCode, data, header }`, `{ fail: errMsg }` for a network failure, or a
  * function of the request returning either.
@@ -39,10 +42,13 @@ function errorAnswer(status, code, header) {
 function createFakeServer() {
   const server = {
     expiresIn: 3600,
+    jwtExpiresIn: 600,
     delayMs: 0,
     user: Object.assign({}, USER),
     live: new Set(),
     issued: 0,
+    jwts: new Set(),
+    jwtsIssued: 0,
     scripted: new Map(),
     script(route, answer) {
       if (!server.scripted.has(route)) server.scripted.set(route, []);
@@ -79,8 +85,24 @@ function createFakeServer() {
       if (route === 'POST /v1/login') return server.issue();
       const auth = req.header.Authorization || '';
       const token = auth.replace(/^Bearer /, '');
+      if (req.path.indexOf('/api/') === 0) {
+        if (!server.jwts.has(token)) {
+          return { statusCode: 401, data: '', header: { 'www-authenticate': 'Bearer error="invalid_token"' } };
+        }
+        return { statusCode: 200, data: { path: req.path, jwt: token }, header: {} };
+      }
       if (!server.live.has(token)) return errorAnswer(401, 'invalid_token');
       switch (route) {
+        case 'POST /v1/token': {
+          server.jwtsIssued += 1;
+          const jwt = 'jwt-' + server.jwtsIssued;
+          server.jwts.add(jwt);
+          return {
+            statusCode: 200,
+            data: { access_token: jwt, token_type: 'Bearer', expires_in: server.jwtExpiresIn },
+            header: { 'cache-control': 'no-store' },
+          };
+        }
         case 'POST /v1/session/refresh':
           server.live.delete(token);
           return server.issue();

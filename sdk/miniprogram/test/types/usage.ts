@@ -11,6 +11,7 @@ declare function setTimeout(callback: () => void, ms: number): number;
 
 const client: Client = createClient({
   baseUrl: 'https://auth.example.com',
+  apiBaseUrl: 'https://api.example.com',
   appid: 'wx1234567890abcdef',
   storageKey: 'auth',
   wx,
@@ -39,6 +40,10 @@ async function use(): Promise<void> {
   });
   const first: string | undefined = res.data[0] && res.data[0].item;
 
+  const orders: WxResponse<Order[]> = await client.apiRequest<Order[]>({ url: '/orders', method: 'GET' });
+  const count: number = orders.data.length;
+  const jwt: string = await client.getAccessToken();
+
   const me: User = await client.getUser();
   const nickname: string | null = me.nickname;
   await client.updateProfile({ nickname: 'Alice 🐼', gender: 2, city: null });
@@ -61,7 +66,7 @@ async function use(): Promise<void> {
       }
     }
   }
-  console.log(id, fresh, first, nickname, src, digits);
+  console.log(id, fresh, first, count, jwt, nickname, src, digits);
 }
 
 const unsubscribe: () => void = client.onAuthChange((event: AuthChangeEvent) => {
@@ -89,3 +94,7 @@ client.updateProfile({ gender: 3 });
 client.updateProfile({ openid: 'o' });
 // @ts-expect-error the avatar is a file path
 client.uploadAvatar(42);
+// @ts-expect-error apiRequest needs a url
+client.apiRequest({ method: 'GET' });
+// @ts-expect-error getAccessToken takes no options
+client.getAccessToken({ force: true });
