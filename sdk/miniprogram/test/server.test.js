@@ -149,7 +149,10 @@ test('a token near its expiry is refreshed by the server', { skip }, async () =>
   const sdk = client(wx, { now: () => clock.now });
   await sdk.login();
   const before = JSON.parse(wx.storage.get('wxauth'));
-  assert.equal(before.lifetime, 7 * 24 * 3600 * 1000, 'the default token_ttl');
+  // The default token_ttl, less the second the login may have taken to answer: the
+  // server counts expires_in from when it answers.
+  const week = 7 * 24 * 3600 * 1000;
+  assert.ok(before.lifetime <= week && before.lifetime >= week - 2000, String(before.lifetime));
 
   clock.now += 5 * 24 * 3600 * 1000; // two days of seven left
   await sdk.getUser();
