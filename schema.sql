@@ -189,3 +189,55 @@ CREATE TABLE web_logins (
     new_user        INTEGER,
     code_expires_at INTEGER                      -- the code's: sixty seconds
 );
+
+CREATE INDEX identities_user ON identities (user_id);
+CREATE INDEX users_phone ON users (phone) WHERE phone IS NOT NULL;
+CREATE INDEX users_nickname ON users (nickname) WHERE nickname IS NOT NULL;
+
+-- Logins and new users per hour (a Unix time divided by 3600), for the console's
+-- overview: sessions and events are pruned, these counts are not.
+CREATE TABLE login_counts (
+    hour          INTEGER PRIMARY KEY,
+    logins        INTEGER NOT NULL,
+    new_users     INTEGER NOT NULL
+);
+
+-- The people who may sign in to the console. They are created by `wxauth admins
+-- create`, which hands out a one-time link: only the SHA-256 of the link's secret is
+-- kept. A password is kept as `pbkdf2-sha256$<iterations>$<salt>$<hash>`.
+CREATE TABLE admins (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL UNIQUE,
+    password        TEXT,                        -- NULL until the setup link is used
+    link_hash       BLOB    UNIQUE,              -- the one-time link's, while it is valid
+    link_purpose    TEXT    CHECK (link_purpose = 'setup' OR link_purpose = 'sign-in'),
+    link_expires_at INTEGER,
+    disabled_at     INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+
+-- Console sign-ins. The cookie carries a random secret; only its SHA-256 is kept.
+CREATE TABLE admin_sessions (
+    id            INTEGER PRIMARY KEY,
+    secret_hash   BLOB    NOT NULL UNIQUE,
+    admin_id      INTEGER NOT NULL REFERENCES admins (id),
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,             -- the idle limit counts from here
+    ended_at      INTEGER,                      -- signed out, or the admin was disabled
+    ip            TEXT
+);
+
+-- Every change an admin made, from the console or the command line: who, what, when,
+-- from where. Never updated or deleted.
+CREATE TABLE audit_log (
+    id            INTEGER PRIMARY KEY,
+    at            INTEGER NOT NULL,
+    actor         TEXT    NOT NULL,             -- `console:<admin>` or `cli:<system user>`
+    source        TEXT    NOT NULL,             -- the browser's IP, or `cli@<host>`
+    action        TEXT    NOT NULL,             -- such as `user.ban`, `keys.rotate`
+    target        TEXT,                         -- the user, session, key or admin acted on
+    detail        TEXT    NOT NULL DEFAULT '{}' -- the action's own fields, a JSON object
+);
+
+CREATE INDEX audit_log_target ON audit_log (target) WHERE target IS NOT NULL;

@@ -22,6 +22,7 @@ use crate::domain::profiles::Profiles;
 use crate::domain::recent_codes::RecentCodes;
 use crate::domain::sessions::Sessions;
 use crate::domain::web_login::WebLogins;
+use crate::http::console::guard::SignInLimits;
 use crate::http::ratelimit::RateLimiter;
 use crate::http::server::{self, ConnectionLimits};
 use crate::http::state::AppState;
@@ -122,14 +123,16 @@ pub struct App {
     write_probe: JoinHandle<()>,
     maintenance: JoinHandle<()>,
     backups: Option<JoinHandle<()>>,
-    metrics_server: Option<MetricsServer>,
+    metrics_server: Option<SideServer>,
+    admin_server: Option<SideServer>,
     dev_wechat: Option<MockWeChat>,
     /// Held while serving, so `wxauth restore` refuses to run beneath us.
     _lock: datadir::DirLock,
 }
 
-/// The listener of `metrics_listen`, serving `/metrics` alone.
-struct MetricsServer {
+/// The listener of `metrics_listen` or `admin_listen`, serving `/metrics` or the console
+/// alone.
+struct SideServer {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<()>,
@@ -222,14 +225,8 @@ impl App {
             shutdown_grace: config.shutdown_timeout,
             max_connections: config.max_connections as usize,
         };
-        let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
+        let metrics_listener = bind_side(config.metrics_listen).await?;
+        let admin_listener = bind_side(config.admin_listen).await?;
         raise_open_file_limit(config.max_connections);
         let access_tokens = Arc::new(AccessTokens::new(
             &config.apps,
@@ -248,6 +245,7 @@ impl App {
         let state = Arc::new(AppState {
             login_limiter: config.login_rate_limit.map(RateLimiter::new),
             profile_limiter: config.profile_rate_limit.map(RateLimiter::new),
+            console_limits: SignInLimits::default(),
             sessions: Sessions::new(
                 Arc::clone(&db),
                 Arc::clone(&clock),
@@ -326,9 +324,24 @@ impl App {
             ))
         });
         let metrics_server = match metrics_listener {
-            Some(listener) => Some(serve_metrics(listener, Arc::clone(&state), limits)?),
+            Some(listener) => Some(serve_side(
+                listener,
+                crate::http::metrics_routes(Arc::clone(&state)),
+                limits,
+            )?),
             None => None,
         };
+        let admin_server = match admin_listener {
+            Some(listener) => Some(serve_side(
+                listener,
+                crate::http::console_routes(Arc::clone(&state)),
+                limits,
+            )?),
+            None => None,
+        };
+        if state.config.dev {
+            print_dev_console_link(&state, admin_server.as_ref().map_or(addr, |s| s.addr)).await?;
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = crate::http::routes(Arc::clone(&state));
         let serving = tokio::spawn(server::serve_observed(
@@ -351,6 +364,7 @@ impl App {
             maintenance,
             backups,
             metrics_server,
+            admin_server,
             dev_wechat,
             _lock: lock,
         })
@@ -366,6 +380,11 @@ impl App {
         self.metrics_server.as_ref().map(|m| m.addr)
     }
 
+    /// The address of `admin_listen`, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_server.as_ref().map(|m| m.addr)
+    }
+
     /// The shared state, for tests that look inside.
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
@@ -378,9 +397,12 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.serving).await;
-        if let Some(metrics) = self.metrics_server.take() {
-            let _ = metrics.stop.send(());
-            let _ = metrics.serving.await;
+        for side in [self.metrics_server.take(), self.admin_server.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = side.stop.send(());
+            let _ = side.serving.await;
         }
         self.key_watch.abort();
         self.other_commits.abort();
@@ -418,29 +440,61 @@ async fn open_keys(
     Ok((keyring, jwt_keys, data_keys))
 }
 
-fn serve_metrics(
+fn serve_side<F>(
     listener: TcpListener,
-    state: Arc<AppState>,
+    routes: F,
     limits: ConnectionLimits,
-) -> Result<MetricsServer, StartError> {
+) -> Result<SideServer, StartError>
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: state.config.metrics_listen.unwrap_or(state.config.listen),
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server::serve(
-        listener,
-        crate::http::metrics_routes(state),
-        limits,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Ok(MetricsServer {
+    let serving = tokio::spawn(server::serve(listener, routes, limits, async {
+        let _ = stopped.await;
+    }));
+    Ok(SideServer {
         addr,
         stop,
         serving,
     })
+}
+
+/// Binds a side address (`metrics_listen`, `admin_listen`) when one is configured.
+async fn bind_side(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(addr) => Ok(Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Prints dev mode's one-time console sign-in link, so that a newcomer can open the
+/// console at once.
+async fn print_dev_console_link(state: &AppState, addr: SocketAddr) -> Result<(), StartError> {
+    let now = state.clock.now();
+    let link = crate::ops::admin::through_writer(&state.db, move |c| {
+        crate::ops::admins::dev_sign_in_link(c, now)
+    })
+    .await
+    .map_err(|e| StartError::Db(DbError::Task(e.to_string())))?;
+    let url = format!(
+        "http://{addr}{}?token={}",
+        crate::http::console::LINK_PATH,
+        link.secret.expose()
+    );
+    tracing::warn!(%url, "dev mode: open the admin console (this link signs in once)");
+    Ok(())
 }
 
 /// How often the key file is checked for changes made by `wxauth keys`.

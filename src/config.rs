@@ -287,6 +287,7 @@ pub struct Layer {
     pub backup_keep: Option<u32>,
     pub backup_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
     #[serde(default)]
     pub apps: Vec<AppLayer>,
     /// `WXAUTH_*` variables that name no setting; an error unless an app reads its
@@ -372,6 +373,7 @@ impl Layer {
                 "BACKUP_KEEP" => layer.backup_keep = Some(parse(name, value)?),
                 "BACKUP_DIR" => layer.backup_dir = Some(PathBuf::from(value)),
                 "METRICS_LISTEN" => layer.metrics_listen = Some(parse(name, value)?),
+                "ADMIN_LISTEN" => layer.admin_listen = Some(parse(name, value)?),
                 "CONFIG" => {}
                 _ => layer.unknown_env.push(name.clone()),
             }
@@ -404,7 +406,7 @@ impl Layer {
             appid, secret, secret_file, content_check, content_check_unavailable, token_ttl, session_max_age,
             jwt_ttl, jwt_audience, max_sessions_per_user, login_rate_limit, trust_proxy, litestream, avatar_max_bytes, log,
             log_format, shutdown_timeout, header_timeout, max_connections, profile_rate_limit,
-            backup_interval, backup_keep, backup_dir, metrics_listen);
+            backup_interval, backup_keep, backup_dir, metrics_listen, admin_listen);
         if !high.apps.is_empty() {
             low.apps = high.apps;
         }
@@ -491,6 +493,9 @@ pub struct Config {
     /// A separate address for `GET /metrics`; when set, the main address does not serve
     /// it.
     pub metrics_listen: Option<SocketAddr>,
+    /// A separate address for the admin console; when set, the main address does not
+    /// serve it.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -626,6 +631,7 @@ impl Config {
             backup_keep,
             backup_dir,
             metrics_listen: layer.metrics_listen,
+            admin_listen: layer.admin_listen,
         })
     }
 

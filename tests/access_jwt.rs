@@ -13,6 +13,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde_json::{Value, json};
 
 use common::{APPID, START, TestServer};
+use wxauth::ops::audit::Actor;
 
 const ISSUER: &str = "https://auth.example.com";
 
@@ -195,7 +196,15 @@ async fn dead_sessions_and_banned_users_get_no_jwt() {
     let token = login["token"].as_str().unwrap();
     let user = login["user"]["id"].as_str().unwrap();
     let now = START;
-    wxauth::ops::admin::ban(&server.db_rw(), user, now + 3600, Some("spam"), now).unwrap();
+    wxauth::ops::admin::ban(
+        &server.db_rw(),
+        &Actor::cli(),
+        user,
+        now + 3600,
+        Some("spam"),
+        now,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (status, code) = error_of(issue(&server, token).await).await;
@@ -309,7 +318,7 @@ async fn rotation_keeps_live_jwts_verifiable_until_they_expire() {
         .to_owned();
     let waiting = kids(&before).into_iter().find(|k| *k != old_kid).unwrap();
 
-    let rotation = wxauth::ops::admin::rotate_key(&dir, START).unwrap();
+    let rotation = wxauth::ops::admin::rotate_key(&dir, &Actor::cli(), START).unwrap();
     // The key that now signs was published before the rotation, so a verifier holding
     // the JWKS from before already knows it.
     assert_eq!(rotation.jwt, waiting);
@@ -337,16 +346,17 @@ async fn rotation_keeps_live_jwts_verifiable_until_they_expire() {
         .into_iter()
         .find(|k| *k != rotation.jwt)
         .unwrap();
-    let refused = wxauth::ops::admin::retire_key(&dir, &rotation.jwt, START).unwrap_err();
+    let refused =
+        wxauth::ops::admin::retire_key(&dir, &Actor::cli(), &rotation.jwt, START).unwrap_err();
     assert!(refused.to_string().contains("active JWT key"), "{refused}");
-    wxauth::ops::admin::retire_key(&dir, &next, START).unwrap();
+    wxauth::ops::admin::retire_key(&dir, &Actor::cli(), &next, START).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while kids(&jwks(&server).await).contains(&next) {
         assert!(Instant::now() < deadline, "{next} is still published");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The next rotation then makes a key of its own.
-    let rotation = wxauth::ops::admin::rotate_key(&dir, START + 400).unwrap();
+    let rotation = wxauth::ops::admin::rotate_key(&dir, &Actor::cli(), START + 400).unwrap();
     let newest = signing_kid(&server, &token, &rotation.jwt).await;
     verified(&newest, &jwks(&server).await).unwrap();
 }

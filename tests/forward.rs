@@ -12,6 +12,7 @@ use common::{APPID, TestServer, error_of};
 use serde_json::{Value, json};
 use wxauth::domain::service_keys;
 use wxauth::keys::token::{Keyring, SessionSecret};
+use wxauth::ops::audit::Actor;
 
 const DAY: u64 = 86400;
 const AUTH_HEADERS: [&str; 5] = [
@@ -79,7 +80,15 @@ async fn refused(response: reqwest::Response) -> (u16, String) {
 /// Bans a user on a connection of its own, as `wxauth users ban` does.
 fn ban(server: &TestServer, user_public_id: &str, until: i64) {
     let conn = wxauth::db::open_existing(&data_dir(server)).unwrap();
-    wxauth::ops::admin::ban(&conn, user_public_id, until, Some("spam"), common::START).unwrap();
+    wxauth::ops::admin::ban(
+        &conn,
+        &Actor::cli(),
+        user_public_id,
+        until,
+        Some("spam"),
+        common::START,
+    )
+    .unwrap();
 }
 
 /// `(openid, unionid)` of a user as stored.

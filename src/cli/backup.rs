@@ -8,6 +8,7 @@ use super::common::{DataDirArgs, print_json};
 use crate::clock::{Clock, SystemClock};
 use crate::keys::secret::Secret;
 use crate::ops::admin::AdminError;
+use crate::ops::audit::{Action, Actor};
 use crate::ops::backup;
 
 #[derive(Debug, Args)]
@@ -43,7 +44,9 @@ pub(super) struct RestoreArgs {
 
 pub(super) fn backup(dir: &Path, args: &BackupArgs) -> Result<(), AdminError> {
     let passphrase = read_passphrase(args.passphrase_file.as_deref())?;
-    let summary = backup::create(dir, &args.file, SystemClock.now(), passphrase.as_ref())?;
+    let now = SystemClock.now();
+    let summary = backup::create(dir, &args.file, now, passphrase.as_ref())?;
+    backup::record(dir, &Actor::cli(), Action::Backup, &summary, now)?;
     if args.json {
         print_json(&summary);
     } else {
@@ -86,7 +89,9 @@ pub(super) fn restore(dir: &Path, args: &RestoreArgs) -> Result<(), AdminError> 
         }
         return Ok(());
     }
-    let restored = backup::restore(dir, &args.file, SystemClock.now(), passphrase.as_ref())?;
+    let now = SystemClock.now();
+    let restored = backup::restore(dir, &args.file, now, passphrase.as_ref())?;
+    backup::record(dir, &Actor::cli(), Action::Restore, &restored.backup, now)?;
     if args.json {
         print_json(&restored);
     } else {

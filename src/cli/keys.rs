@@ -6,9 +6,9 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 
 use super::common::{DataDirArgs, RELOAD_NOTE, print_json};
-use crate::clock::{Clock, SystemClock, UnixTime, rfc3339};
-use crate::keys::key_file::KeyFile;
-use crate::ops::admin::{self, AdminError};
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::ops::admin::{self, AdminError, KeyListing};
+use crate::ops::audit::Actor;
 
 #[derive(Debug, Args)]
 pub(super) struct KeysArgs {
@@ -57,9 +57,9 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
     match command {
         KeysCommand::List { json } => {
             let file = admin::list_keys(dir)?;
-            let rows = key_rows(&file);
+            let rows = admin::key_listing(&file);
             if json {
-                let keys: Vec<_> = rows.iter().map(KeyRow::to_json).collect();
+                let keys: Vec<_> = rows.iter().map(key_json).collect();
                 println!("{}", serde_json::Value::Array(keys));
             } else {
                 println!(
@@ -70,7 +70,7 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
                     println!(
                         "{:<10} {:<8} {:<9} {:<22} {}",
                         row.kid,
-                        row.use_,
+                        row.usage,
                         row.state,
                         rfc3339(row.created_at),
                         row.retired_at.map(rfc3339).unwrap_or_default()
@@ -79,7 +79,7 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
             }
         }
         KeysCommand::Rotate { json } => {
-            let rotation = admin::rotate_key(dir, now)?;
+            let rotation = admin::rotate_key(dir, &Actor::cli(), now)?;
             if json {
                 println!(
                     "{}",
@@ -95,11 +95,11 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
             );
         }
         KeysCommand::Retire { kid } => {
-            admin::retire_key(dir, &kid, now)?;
+            admin::retire_key(dir, &Actor::cli(), &kid, now)?;
             eprintln!("key {kid} is retired: its tokens no longer work; {RELOAD_NOTE}");
         }
         KeysCommand::Reset { yes, json } => {
-            let reset = admin::reset_keys(dir, now, yes)?;
+            let reset = admin::reset_keys(dir, &Actor::cli(), now, yes)?;
             let d = reset.dropped;
             if json {
                 print_json(&reset);
@@ -132,70 +132,19 @@ pub(super) fn keys(dir: &Path, command: KeysCommand) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// One line of `keys list`.
-struct KeyRow<'a> {
-    kid: &'a str,
-    /// `session` (session tokens) or `jwt` (access JWTs).
-    use_: &'static str,
-    /// `active`, `accepted` or `retired` for a session-token key; `active`, `next`,
-    /// `replaced` or `retired` for a JWT key.
-    state: &'static str,
-    created_at: UnixTime,
-    active_from: Option<UnixTime>,
-    replaced_at: Option<UnixTime>,
-    retired_at: Option<UnixTime>,
-}
-
-impl KeyRow<'_> {
-    fn to_json(&self) -> serde_json::Value {
-        let mut row = serde_json::json!({
-            "kid": self.kid,
-            "use": self.use_,
-            "state": self.state,
-            "active": self.state == "active",
-            "created_at": rfc3339(self.created_at),
-            "retired_at": self.retired_at.map(rfc3339),
-        });
-        if self.use_ == "jwt" {
-            row["active_from"] = self.active_from.map(rfc3339).into();
-            row["replaced_at"] = self.replaced_at.map(rfc3339).into();
-        }
-        row
+/// One key of `keys list --json`.
+fn key_json(key: &KeyListing) -> serde_json::Value {
+    let mut row = serde_json::json!({
+        "kid": key.kid,
+        "use": key.usage,
+        "state": key.state,
+        "active": key.state == "active",
+        "created_at": rfc3339(key.created_at),
+        "retired_at": key.retired_at.map(rfc3339),
+    });
+    if key.usage == "jwt" {
+        row["active_from"] = key.active_from.map(rfc3339).into();
+        row["replaced_at"] = key.replaced_at.map(rfc3339).into();
     }
-}
-
-fn key_rows(file: &KeyFile) -> Vec<KeyRow<'_>> {
-    let session = file.keys.iter().map(|k| KeyRow {
-        kid: &k.kid,
-        use_: "session",
-        state: if k.retired_at.is_some() {
-            "retired"
-        } else if k.kid == file.active {
-            "active"
-        } else {
-            "accepted"
-        },
-        created_at: k.created_at,
-        active_from: None,
-        replaced_at: None,
-        retired_at: k.retired_at,
-    });
-    let jwt = file.jwt_keys.iter().map(|k| KeyRow {
-        kid: &k.kid,
-        use_: "jwt",
-        state: if k.retired_at.is_some() {
-            "retired"
-        } else if k.is_active() {
-            "active"
-        } else if k.is_next() {
-            "next"
-        } else {
-            "replaced"
-        },
-        created_at: k.created_at,
-        active_from: k.active_from,
-        replaced_at: k.replaced_at,
-        retired_at: k.retired_at,
-    });
-    session.chain(jwt).collect()
+    row
 }

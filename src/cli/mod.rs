@@ -1,7 +1,8 @@
 //! The command line: `wxauth serve` and `wxauth mock-wechat`, their flags and how they
 //! layer over the config file and the environment; and the admin commands (`keys`,
-//! `users`, `service-keys`) that work on a data directory beside a running server.
+//! `users`, `service-keys`, `admins`) that work on a data directory beside a running server.
 
+mod admins;
 mod backup;
 mod check;
 mod common;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use admins::{AdminsArgs, admins};
 use backup::{BackupArgs, RestoreArgs, backup, restore};
 use check::{CheckArgs, check};
 use common::{EXIT_FAILURE, admin_command};
@@ -59,6 +61,8 @@ enum Command {
     Users(UsersArgs),
     /// List a user's sessions and revoke sessions.
     Sessions(SessionsArgs),
+    /// Create, list, disable and reset the admins who sign in to the console.
+    Admins(AdminsArgs),
     /// Create, list and revoke the keys services use to call `POST /v1/introspect`.
     ServiceKeys(ServiceKeysArgs),
     /// Write a consistent copy of the database and signing keys to one file, while the
@@ -97,6 +101,9 @@ pub fn main() -> ExitCode {
         Command::Users(args) => admin_command(&args.dir, |dir| users(dir, args.command)),
         Command::Sessions(args) => admin_command(&args.dir, |dir| sessions(dir, args.command)),
         Command::ServiceKeys(args) => service_keys_command(args),
+        Command::Admins(AdminsArgs { dir, command }) => {
+            admin_command(&dir, |data_dir| admins(data_dir, &dir, command))
+        }
         Command::Backup(args) => admin_command(&args.dir, |dir| backup(dir, &args)),
         Command::Restore(args) => admin_command(&args.dir, |dir| restore(dir, &args)),
         Command::Check(args) => runtime.block_on(check(args)),

@@ -10,6 +10,8 @@ use super::common::{DataDirArgs, EXIT_CONFIG, EXIT_FAILURE, resolve_data_dir, ta
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::db;
 use crate::domain::service_keys::{self, Scope, ServiceKeyError, ServiceKeyRow};
+use crate::ops::admin::{self, AdminError};
+use crate::ops::audit::Actor;
 
 #[derive(Debug, Args)]
 pub(super) struct ServiceKeysArgs {
@@ -61,7 +63,7 @@ fn parse_scope_list(text: &str) -> Result<Scopes, String> {
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ServiceKeysFailure {
     #[error(transparent)]
-    Keys(#[from] ServiceKeyError),
+    Keys(#[from] AdminError),
     #[error("cannot write to stdout: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -79,7 +81,9 @@ pub(super) fn service_keys_command(args: ServiceKeysArgs) -> ExitCode {
         Err(e) => {
             eprintln!("wxauth: {e}");
             ExitCode::from(match e {
-                ServiceKeysFailure::Keys(ServiceKeyError::InvalidName(_)) => EXIT_CONFIG,
+                ServiceKeysFailure::Keys(AdminError::ServiceKey(ServiceKeyError::InvalidName(
+                    _,
+                ))) => EXIT_CONFIG,
                 _ => EXIT_FAILURE,
             })
         }
@@ -90,15 +94,19 @@ pub(super) fn run_service_keys(
     data_dir: &Path,
     command: ServiceKeysCommand,
 ) -> Result<(), ServiceKeysFailure> {
-    let conn = db::open_existing(data_dir).map_err(ServiceKeyError::from)?;
+    let conn = db::open_existing(data_dir).map_err(AdminError::from)?;
     let now = SystemClock.now();
     let mut stdout = std::io::stdout().lock();
     match command {
         ServiceKeysCommand::Create { name, scope } => {
-            let (row, key) = service_keys::create(&conn, &name, &scope.0, now)?;
+            let (row, key) = admin::in_transaction(&conn, |tx| {
+                admin::create_service_key(tx, &Actor::cli(), &name, &scope.0, now)
+            })?;
             if let Err(e) = writeln!(stdout, "{}", key.expose()).and_then(|()| stdout.flush()) {
                 // Nobody saw the key, so nobody can use it: take it back.
-                service_keys::revoke(&conn, &row.public_id, now)?;
+                admin::in_transaction(&conn, |tx| {
+                    admin::revoke_service_key(tx, &Actor::cli(), &row.public_id, now)
+                })?;
                 return Err(e.into());
             }
             eprintln!(
@@ -111,7 +119,7 @@ pub(super) fn run_service_keys(
             );
         }
         ServiceKeysCommand::List { json } => {
-            let keys = service_keys::list(&conn).map_err(ServiceKeyError::from)?;
+            let keys = service_keys::list(&conn).map_err(AdminError::from)?;
             if json {
                 let rows: Vec<KeyListing> = keys.iter().map(KeyListing::from).collect();
                 serde_json::to_writer_pretty(&mut stdout, &rows).map_err(std::io::Error::from)?;
@@ -122,7 +130,9 @@ pub(super) fn run_service_keys(
             stdout.flush()?;
         }
         ServiceKeysCommand::Revoke { key } => {
-            let row = service_keys::revoke(&conn, &key, now)?;
+            let row = admin::in_transaction(&conn, |tx| {
+                admin::revoke_service_key(tx, &Actor::cli(), &key, now)
+            })?;
             eprintln!("Revoked service key `{}` ({}).", row.name, row.public_id);
         }
     }

@@ -8,6 +8,7 @@ use super::common::{DataDirArgs, print_json, table};
 use crate::clock::{Clock, SystemClock};
 use crate::db;
 use crate::ops::admin::{self, AdminError, SessionRecord, UserRef};
+use crate::ops::audit::Actor;
 
 #[derive(Debug, Args)]
 pub(super) struct SessionsArgs {
@@ -79,7 +80,9 @@ pub(super) fn sessions(dir: &Path, command: SessionsCommand) -> Result<(), Admin
             session: Some(session),
             ..
         } => {
-            admin::revoke_session(&conn, &session, now)?;
+            admin::in_transaction(&conn, |tx| {
+                admin::revoke_session(tx, &Actor::cli(), &session, now)
+            })?;
             eprintln!(
                 "session {session} is revoked; its token is refused from the next request on"
             );
@@ -87,7 +90,9 @@ pub(super) fn sessions(dir: &Path, command: SessionsCommand) -> Result<(), Admin
         SessionsCommand::Revoke {
             user: Some(user), ..
         } => {
-            let n = admin::revoke_user_sessions(&conn, &user, now)?;
+            let n = admin::in_transaction(&conn, |tx| {
+                admin::revoke_user_sessions(tx, &Actor::cli(), &user, now)
+            })?;
             eprintln!("revoked {n} session(s) of {user}");
         }
         SessionsCommand::Revoke { .. } => unreachable!("clap requires a session or --user"),

@@ -8,6 +8,7 @@ use super::common::{DataDirArgs, print_json, table};
 use crate::clock::{Clock, SystemClock, rfc3339};
 use crate::db;
 use crate::ops::admin::{self, AdminError, SessionStatus, UserRecord, UserRef};
+use crate::ops::audit::Actor;
 use crate::ops::merge;
 
 #[derive(Debug, Args)]
@@ -180,12 +181,14 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
                 None => admin::FOREVER,
             };
             let conn = db::open_existing(dir)?;
-            admin::ban(&conn, &user, until, reason.as_deref(), now)?;
+            admin::in_transaction(&conn, |tx| {
+                admin::ban(tx, &Actor::cli(), &user, until, reason.as_deref(), now)
+            })?;
             eprintln!("{user} is banned until {}", rfc3339(until));
         }
         UsersCommand::Unban { user } => {
             let conn = db::open_existing(dir)?;
-            admin::unban(&conn, &user, now)?;
+            admin::in_transaction(&conn, |tx| admin::unban(tx, &Actor::cli(), &user, now))?;
             eprintln!("{user} is no longer banned");
         }
         UsersCommand::Conflicts { json } => {
@@ -213,7 +216,9 @@ pub(super) fn users(dir: &Path, command: UsersCommand) -> Result<(), AdminError>
         }
         UsersCommand::Merge { keep, other, json } => {
             let conn = db::open_existing(dir)?;
-            let merged = merge::merge(&conn, &keep, &other, now)?;
+            let merged = admin::in_transaction(&conn, |tx| {
+                merge::merge(tx, &Actor::cli(), &keep, &other, now)
+            })?;
             if json {
                 print_json(&merged);
             } else {

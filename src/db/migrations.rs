@@ -75,6 +75,7 @@ const MIGRATIONS: &[Migration] = &[
     (4, v4_session_key_on_the_user),
     (5, v5_needed_keys),
     (6, v6_identities),
+    (7, v7_console),
 ];
 
 /// Version 2: a login writes fewer pages.
@@ -293,6 +294,63 @@ CREATE TABLE web_logins (
     new_user        INTEGER,
     code_expires_at INTEGER
 );
+";
+
+/// Version 7: the admin console. Admins, their sign-ins and the audit log; logins per
+/// hour for the overview, counted back from the sessions and users there are (sessions
+/// that were pruned are not counted); and the indexes a console search and a user's page need, so
+/// that neither scans a table of a million users.
+fn v7_console(conn: &Connection) -> Result<(), DbError> {
+    conn.execute_batch(V7_CONSOLE)?;
+    Ok(())
+}
+
+const V7_CONSOLE: &str = "
+CREATE INDEX identities_user ON identities (user_id);
+CREATE INDEX users_phone ON users (phone) WHERE phone IS NOT NULL;
+CREATE INDEX users_nickname ON users (nickname) WHERE nickname IS NOT NULL;
+CREATE TABLE login_counts (
+    hour          INTEGER PRIMARY KEY,
+    logins        INTEGER NOT NULL,
+    new_users     INTEGER NOT NULL
+);
+CREATE TABLE admins (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL UNIQUE,
+    password        TEXT,
+    link_hash       BLOB    UNIQUE,
+    link_purpose    TEXT    CHECK (link_purpose = 'setup' OR link_purpose = 'sign-in'),
+    link_expires_at INTEGER,
+    disabled_at     INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE TABLE admin_sessions (
+    id            INTEGER PRIMARY KEY,
+    secret_hash   BLOB    NOT NULL UNIQUE,
+    admin_id      INTEGER NOT NULL REFERENCES admins (id),
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    ended_at      INTEGER,
+    ip            TEXT
+);
+CREATE TABLE audit_log (
+    id            INTEGER PRIMARY KEY,
+    at            INTEGER NOT NULL,
+    actor         TEXT    NOT NULL,
+    source        TEXT    NOT NULL,
+    action        TEXT    NOT NULL,
+    target        TEXT,
+    detail        TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_target ON audit_log (target) WHERE target IS NOT NULL;
+INSERT INTO login_counts (hour, logins, new_users)
+    SELECT hour, sum(logins), sum(new_users) FROM (
+        SELECT created_at / 3600 AS hour, count(*) AS logins, 0 AS new_users
+            FROM sessions GROUP BY 1
+        UNION ALL
+        SELECT created_at / 3600, 0, count(*) FROM users GROUP BY 1)
+    GROUP BY hour;
 ";
 
 /// Replaces text in the stored `CREATE TABLE` statements of tables, for changes that

@@ -337,6 +337,40 @@ pub fn list_users(
     Ok(rows)
 }
 
+/// The users `text` finds, newest first, at most `limit`, older than the user with
+/// internal id `before` if given: by public id, openid, unionid or phone exactly, or
+/// by a nickname that starts with it. Each way is an index lookup, so a search costs
+/// the same with a million users as with ten.
+pub fn search_users(
+    conn: &Connection,
+    text: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<UserRow>, DbError> {
+    // Every string that starts with `text` sorts below `text` followed by the highest
+    // code point (the index compares bytes, and U+10FFFF's are the highest UTF-8 has).
+    let prefix_end = format!("{text}\u{10FFFF}");
+    let sql = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users u WHERE u.id IN (",
+        "SELECT id FROM users WHERE public_id = ?1 ",
+        "UNION SELECT user_id FROM identities WHERE openid = ?1 ",
+        "UNION SELECT user_id FROM identities WHERE unionid = ?1 ",
+        "UNION SELECT id FROM users WHERE phone = ?1 ",
+        "UNION SELECT id FROM users WHERE nickname >= ?1 AND nickname < ?2",
+        ") AND u.id < ?3 ORDER BY u.id DESC LIMIT ?4"
+    );
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(
+            params![text, prefix_end, before.unwrap_or(i64::MAX), limit],
+            |r| user_from_row(r, 0),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Every stored session of a user, newest first; ended ones stay until maintenance
 /// purges them.
 pub fn user_sessions(conn: &Connection, user_id: i64) -> Result<Vec<SessionRow>, DbError> {
@@ -545,6 +579,7 @@ pub fn record_login(conn: &Connection, login: &NewLogin) -> Result<LoginWritten,
         login.max_expires_at
     ])?;
     let session_id = conn.last_insert_rowid();
+    count_login(conn, login.now, new_user)?;
     if !new_user {
         evict_beyond(conn, user.id, login.max_sessions, login.now)?;
     }
@@ -721,6 +756,17 @@ impl EventType {
             EventType::UserUnbanned => "user.unbanned",
         }
     }
+}
+
+/// Counts a login, and a new user if it made one, in the hour of `now`.
+fn count_login(conn: &Connection, now: UnixTime, new_user: bool) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO login_counts (hour, logins, new_users) VALUES (?1, 1, ?2) \
+         ON CONFLICT (hour) DO UPDATE SET logins = logins + 1, \
+         new_users = new_users + excluded.new_users",
+    )?
+    .execute(params![now.div_euclid(3600), i64::from(new_user)])?;
+    Ok(())
 }
 
 /// Appends an event about user `user_id` to the journal: a login's, whose one other

@@ -4,6 +4,7 @@
 mod avatar_upload;
 pub mod backend;
 pub mod body;
+pub mod console;
 pub mod error;
 mod filters;
 mod handlers;
@@ -37,6 +38,18 @@ pub fn routes(
     let dev = state.config.dev;
     let metrics_listen = state.config.metrics_listen;
     let wechat = wechat::routes(Arc::clone(&state));
+    // Only here when no separate console address is configured.
+    let console_here = state.config.admin_listen.is_none();
+    let console = warp::any()
+        .and_then(move || async move {
+            if console_here {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(console::routes(Arc::clone(&state)));
     let state = warp::any().map(move || Arc::clone(&state));
     let auth = authorization();
 
@@ -265,6 +278,8 @@ pub fn routes(
         .unify()
         .or(metrics)
         .unify()
+        .or(console.boxed())
+        .unify()
         .or(wechat)
         .unify()
         .boxed();
@@ -279,6 +294,14 @@ pub fn routes(
         .unify()
         .recover(error::recover)
         .unify()
+}
+
+/// The admin console alone, for the separate `admin_listen` address.
+pub fn console_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+{
+    console::routes(state).recover(error::recover).unify()
 }
 
 /// `GET /metrics` alone, for the separate `metrics_listen` address.

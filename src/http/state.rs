@@ -11,6 +11,7 @@ use crate::domain::login::Logins;
 use crate::domain::profiles::Profiles;
 use crate::domain::sessions::Sessions;
 use crate::domain::web_login::WebLogins;
+use crate::http::console::guard::SignInLimits;
 use crate::http::ratelimit::RateLimiter;
 use crate::ops::metrics::Metrics;
 use crate::wechat::access_token::AccessTokens;
@@ -35,4 +36,6 @@ pub struct AppState {
     pub login_limiter: Option<RateLimiter>,
     /// Per user on profile writes; `None` when switched off.
     pub profile_limiter: Option<RateLimiter>,
+    /// Console sign-ins, per client IP and per admin name.
+    pub console_limits: SignInLimits,
 }

@@ -4,6 +4,7 @@
 pub mod crypto;
 pub mod jwt;
 pub mod key_file;
+pub mod password;
 pub mod random;
 pub mod sealed;
 pub mod secret;

@@ -10,10 +10,13 @@ use serde::Serialize;
 use crate::clock::{UnixTime, parse_rfc3339, rfc3339};
 use crate::config::DurationSetting;
 use crate::datadir;
-use crate::db::DbError;
 use crate::db::needed_keys::{self, Dependents};
 use crate::db::queries::{self, EventType, IdentityRow, RevokeReason, SessionRow, UserRow};
+use crate::db::{Db, DbError};
+use crate::domain::service_keys::{self, Scope, ServiceKeyError, ServiceKeyRow};
 use crate::keys::key_file::{KeyFile, KeyFileError, Rotation};
+use crate::keys::secret::Secret;
+use crate::ops::audit::{self, Action, Actor};
 use crate::ops::key_guard;
 
 /// The ban end used when none is given: the last second of year 9999.
@@ -30,6 +33,8 @@ pub enum AdminError {
     Keys(#[from] KeyFileError),
     #[error(transparent)]
     Backup(#[from] crate::ops::backup::BackupError),
+    #[error(transparent)]
+    ServiceKey(#[from] ServiceKeyError),
     #[error("{0}")]
     Refused(String),
 }
@@ -49,6 +54,7 @@ pub fn parse_until(text: &str, now: UnixTime) -> Result<UnixTime, String> {
 /// call answer `user_banned` meanwhile.
 pub fn ban(
     conn: &Connection,
+    actor: &Actor,
     user: &str,
     until: UnixTime,
     reason: Option<&str>,
@@ -57,35 +63,46 @@ pub fn ban(
     if until <= now {
         return Err(AdminError::Refused("the ban must end in the future".into()));
     }
-    let tx = write_transaction(conn)?;
-    let row = find_user(&tx, UserRef::Id(user))?;
-    tx.execute(
+    let row = find_user(conn, UserRef::Id(user))?;
+    conn.execute(
         "UPDATE users SET banned_until = ?2, ban_reason = ?3, updated_at = ?4 WHERE id = ?1",
         params![row.id, until, reason, now],
     )
     .map_err(DbError::from)?;
+    let detail = serde_json::json!({ "until": rfc3339(until), "reason": reason });
     queries::append_event_data(
-        &tx,
+        conn,
         EventType::UserBanned,
         now,
         row.id,
-        &serde_json::json!({ "until": rfc3339(until), "reason": reason }).to_string(),
+        &detail.to_string(),
     )?;
-    tx.commit().map_err(DbError::from)?;
+    audit::record(conn, actor, Action::UserBan, Some(user), &detail, now)?;
     Ok(())
 }
 
 /// Lifts a user's ban.
-pub fn unban(conn: &Connection, user: &str, now: UnixTime) -> Result<(), AdminError> {
-    let tx = write_transaction(conn)?;
-    let row = find_user(&tx, UserRef::Id(user))?;
-    tx.execute(
+pub fn unban(
+    conn: &Connection,
+    actor: &Actor,
+    user: &str,
+    now: UnixTime,
+) -> Result<(), AdminError> {
+    let row = find_user(conn, UserRef::Id(user))?;
+    conn.execute(
         "UPDATE users SET banned_until = NULL, ban_reason = NULL, updated_at = ?2 WHERE id = ?1",
         params![row.id, now],
     )
     .map_err(DbError::from)?;
-    queries::append_event_data(&tx, EventType::UserUnbanned, now, row.id, "{}")?;
-    tx.commit().map_err(DbError::from)?;
+    queries::append_event_data(conn, EventType::UserUnbanned, now, row.id, "{}")?;
+    audit::record(
+        conn,
+        actor,
+        Action::UserUnban,
+        Some(user),
+        &serde_json::json!({}),
+        now,
+    )?;
     Ok(())
 }
 
@@ -177,6 +194,29 @@ pub fn list_users(
         None => None,
     };
     Ok(queries::list_users(conn, appid, position, limit)?)
+}
+
+/// A page of the users `text` finds (see [`queries::search_users`]), newest first,
+/// older than the user `before` if given; every user when `text` is empty.
+pub fn search_users(
+    conn: &Connection,
+    text: &str,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<Vec<UserRow>, AdminError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return list_users(conn, None, before, limit);
+    }
+    let position = match before {
+        Some(id) => Some(
+            queries::user_by_public_id(conn, id)?
+                .ok_or_else(|| no_such_user(id))?
+                .id,
+        ),
+        None => None,
+    };
+    Ok(queries::search_users(conn, text, position, limit)?)
 }
 
 /// How to find one user.
@@ -290,37 +330,131 @@ pub fn user_sessions(
 
 /// Revokes one session by its public id (`s_…`); a running server refuses its token
 /// from the next request on.
-pub fn revoke_session(conn: &Connection, session: &str, now: UnixTime) -> Result<(), AdminError> {
-    let row = queries::session_by_public_id(conn, session)?
-        .map(|found| found.session)
+pub fn revoke_session(
+    conn: &Connection,
+    actor: &Actor,
+    session: &str,
+    now: UnixTime,
+) -> Result<(), AdminError> {
+    let found = queries::session_by_public_id(conn, session)?
         .ok_or_else(|| AdminError::Refused(format!("there is no session `{session}`")))?;
-    if !queries::revoke_session(conn, row.id, now, RevokeReason::Admin)? {
+    if !queries::revoke_session(conn, found.session.id, now, RevokeReason::Admin)? {
         return Err(AdminError::Refused(format!(
             "session `{session}` is already revoked"
         )));
     }
+    audit::record(
+        conn,
+        actor,
+        Action::SessionRevoke,
+        Some(session),
+        &serde_json::json!({ "user": found.user.public_id }),
+        now,
+    )?;
     Ok(())
 }
 
 /// Revokes every live session of a user; returns how many there were.
 pub fn revoke_user_sessions(
     conn: &Connection,
+    actor: &Actor,
     user: &str,
     now: UnixTime,
 ) -> Result<usize, AdminError> {
     let row = find_user(conn, UserRef::Id(user))?;
-    Ok(queries::revoke_user_sessions(
+    let revoked = queries::revoke_user_sessions(conn, row.id, now, RevokeReason::Admin)?;
+    audit::record(
         conn,
-        row.id,
+        actor,
+        Action::UserSessionsRevoke,
+        Some(user),
+        &serde_json::json!({ "sessions": revoked }),
         now,
-        RevokeReason::Admin,
-    )?)
+    )?;
+    Ok(revoked)
 }
 
-/// A transaction that takes the write lock at once: one that read first could not
-/// write after a server's commit in between.
-pub(crate) fn write_transaction(conn: &Connection) -> Result<Transaction<'_>, AdminError> {
-    Ok(Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(DbError::from)?)
+/// Creates a service key (see [`service_keys::create`]).
+pub fn create_service_key(
+    conn: &Connection,
+    actor: &Actor,
+    name: &str,
+    scopes: &[Scope],
+    now: UnixTime,
+) -> Result<(ServiceKeyRow, Secret), AdminError> {
+    let (row, key) = service_keys::create(conn, name, scopes, now)?;
+    audit::record(
+        conn,
+        actor,
+        Action::ServiceKeyCreate,
+        Some(&row.public_id),
+        &serde_json::json!({ "name": row.name, "scopes": row.scope_list() }),
+        now,
+    )?;
+    Ok((row, key))
+}
+
+/// Revokes a service key (see [`service_keys::revoke`]).
+pub fn revoke_service_key(
+    conn: &Connection,
+    actor: &Actor,
+    name_or_id: &str,
+    now: UnixTime,
+) -> Result<ServiceKeyRow, AdminError> {
+    let row = service_keys::revoke(conn, name_or_id, now)?;
+    audit::record(
+        conn,
+        actor,
+        Action::ServiceKeyRevoke,
+        Some(&row.public_id),
+        &serde_json::json!({ "name": row.name }),
+        now,
+    )?;
+    Ok(row)
+}
+
+/// Runs `f` in the server's writer's next transaction (see [`Db::write`]): a refusal
+/// rolls back what `f` did, as a database error does.
+pub async fn through_writer<T, F>(db: &Db, f: F) -> Result<T, AdminError>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> Result<T, AdminError> + Send + Sync + 'static,
+{
+    let refusal = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = std::sync::Arc::clone(&refusal);
+    let written = db
+        .write(move |c| {
+            f(c).map_err(|e| match e {
+                AdminError::Db(e) => e,
+                other => {
+                    *slot.lock().expect("refusal slot poisoned") = Some(other);
+                    DbError::NotCommitted
+                }
+            })
+        })
+        .await;
+    match (
+        written,
+        refusal.lock().expect("refusal slot poisoned").take(),
+    ) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some(refused)) => Err(refused),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// Runs `f` in a transaction that takes the write lock at once (one that read first
+/// could not write after a server's commit in between), committed if `f` succeeds:
+/// for the command line, which writes beside a running server.
+pub fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    let tx =
+        Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(DbError::from)?;
+    let value = f(&tx)?;
+    tx.commit().map_err(DbError::from)?;
+    Ok(value)
 }
 
 pub(crate) fn no_such_user(user: &str) -> AdminError {
@@ -340,6 +474,65 @@ fn key_file(data_dir: &Path) -> Result<(PathBuf, KeyFile), AdminError> {
 /// Every signing key, retired ones included.
 pub fn list_keys(data_dir: &Path) -> Result<KeyFile, AdminError> {
     Ok(key_file(data_dir)?.1)
+}
+
+/// One key of the key file, as `keys list` and the console show it.
+#[derive(Debug, Clone)]
+pub struct KeyListing {
+    pub kid: String,
+    /// `session` (session tokens) or `jwt` (access JWTs).
+    pub usage: &'static str,
+    /// `active`, `accepted` or `retired` for a session-token key; `active`, `next`,
+    /// `replaced` or `retired` for a JWT key.
+    pub state: &'static str,
+    pub created_at: UnixTime,
+    pub active_from: Option<UnixTime>,
+    pub replaced_at: Option<UnixTime>,
+    pub retired_at: Option<UnixTime>,
+}
+
+impl KeyListing {
+    /// Whether `keys retire` takes this key: neither the one signing now nor retired.
+    pub fn retirable(&self) -> bool {
+        self.state != "active" && self.state != "retired"
+    }
+}
+
+/// Every key of `file`: the session-token keys, then the JWT keys.
+pub fn key_listing(file: &KeyFile) -> Vec<KeyListing> {
+    let session = file.keys.iter().map(|k| KeyListing {
+        kid: k.kid.clone(),
+        usage: "session",
+        state: if k.retired_at.is_some() {
+            "retired"
+        } else if k.kid == file.active {
+            "active"
+        } else {
+            "accepted"
+        },
+        created_at: k.created_at,
+        active_from: None,
+        replaced_at: None,
+        retired_at: k.retired_at,
+    });
+    let jwt = file.jwt_keys.iter().map(|k| KeyListing {
+        kid: k.kid.clone(),
+        usage: "jwt",
+        state: if k.retired_at.is_some() {
+            "retired"
+        } else if k.is_active() {
+            "active"
+        } else if k.is_next() {
+            "next"
+        } else {
+            "replaced"
+        },
+        created_at: k.created_at,
+        active_from: k.active_from,
+        replaced_at: k.replaced_at,
+        retired_at: k.retired_at,
+    });
+    session.chain(jwt).collect()
 }
 
 /// The database of `data_dir` as one more connection, if there is one, after checking
@@ -362,41 +555,64 @@ fn database_of(data_dir: &Path, file: &KeyFile) -> Result<Option<Connection>, Ad
     Ok(Some(conn))
 }
 
-/// Saves `file` as the key file of `data_dir`, then records what it holds in `db`.
+/// Saves `file` as the key file of `data_dir`, then records what it holds in `db`,
+/// with the audit log's entry for the change.
 fn save_and_record(
     path: &Path,
     file: &KeyFile,
     db: Option<Connection>,
+    change: (&Actor, Action, Option<&str>, serde_json::Value),
     now: UnixTime,
 ) -> Result<(), AdminError> {
     // The file first: should recording fail, the database needs no key the file lacks,
     // and the next start records the file.
     file.save(path)?;
     if let Some(conn) = db {
-        let tx = write_transaction(&conn)?;
-        needed_keys::record(&tx, &file.prints(), now)?;
-        tx.commit().map_err(DbError::from)?;
+        let (actor, action, target, detail) = change;
+        in_transaction(&conn, |tx| {
+            needed_keys::record(tx, &file.prints(), now)?;
+            audit::record(tx, actor, action, target, &detail, now)?;
+            Ok(())
+        })?;
     }
     Ok(())
 }
 
 /// Makes a new signing key and the next JWT key active; returns their kids.
-pub fn rotate_key(data_dir: &Path, now: UnixTime) -> Result<Rotation, AdminError> {
+pub fn rotate_key(data_dir: &Path, actor: &Actor, now: UnixTime) -> Result<Rotation, AdminError> {
     let (path, mut file) = key_file(data_dir)?;
     let db = database_of(data_dir, &file)?;
     let rotation = file.rotate(now);
-    save_and_record(&path, &file, db, now)?;
+    let detail = serde_json::json!({ "signing": rotation.signing, "jwt": rotation.jwt });
+    save_and_record(
+        &path,
+        &file,
+        db,
+        (actor, Action::KeysRotate, None, detail),
+        now,
+    )?;
     Ok(rotation)
 }
 
 /// Retires a signing key (every token signed with it stops working, and the database no
 /// longer needs it) or a JWT key (it leaves the JWKS, so the JWTs it signed stop
 /// verifying).
-pub fn retire_key(data_dir: &Path, kid: &str, now: UnixTime) -> Result<(), AdminError> {
+pub fn retire_key(
+    data_dir: &Path,
+    actor: &Actor,
+    kid: &str,
+    now: UnixTime,
+) -> Result<(), AdminError> {
     let (path, mut file) = key_file(data_dir)?;
     let db = database_of(data_dir, &file)?;
     file.retire(kid, now).map_err(AdminError::Refused)?;
-    save_and_record(&path, &file, db, now)
+    save_and_record(
+        &path,
+        &file,
+        db,
+        (actor, Action::KeyRetire, Some(kid), serde_json::json!({})),
+        now,
+    )
 }
 
 /// What `keys reset` did, or would do.
@@ -415,6 +631,7 @@ pub struct KeysReset {
 /// and otherwise says what it would drop. Refuses while a server holds the data directory.
 pub fn reset_keys(
     data_dir: &Path,
+    actor: &Actor,
     now: UnixTime,
     confirmed: bool,
 ) -> Result<KeysReset, AdminError> {
@@ -451,6 +668,14 @@ pub fn reset_keys(
     let tx = conn.transaction().map_err(DbError::from)?;
     let dropped = needed_keys::drop_dependents(&tx, now)?;
     needed_keys::record(&tx, &file.prints(), now)?;
+    audit::record(
+        &tx,
+        actor,
+        Action::KeysReset,
+        None,
+        &serde_json::json!({ "active": file.active }),
+        now,
+    )?;
     tx.commit().map_err(DbError::from)?;
     // After the commit: until the file is saved a start refuses, and `keys reset` can be
     // run again.

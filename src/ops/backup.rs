@@ -23,6 +23,7 @@ use crate::keys::key_file::KeyFile;
 use crate::keys::random;
 use crate::keys::sealed::{self, SealError};
 use crate::keys::secret::Secret;
+use crate::ops::audit::{self, Action, Actor};
 
 /// What the `format` row of a backup says; a later layout gets a new one.
 pub const FORMAT: &str = "wxauth-backup/1";
@@ -523,6 +524,28 @@ pub async fn run_schedule(
     }
 }
 
+/// Records in the audit log of `data_dir`'s database that `actor` wrote or restored
+/// the backup `summary` describes; the console's overview shows the last backup from it.
+pub fn record(
+    data_dir: &Path,
+    actor: &Actor,
+    action: Action,
+    summary: &Summary,
+    now: UnixTime,
+) -> Result<(), BackupError> {
+    let conn = db::open_existing(data_dir)?;
+    let detail = serde_json::json!({
+        "file": summary.file.display().to_string(),
+        "users": summary.users,
+        "encrypted": summary.encrypted,
+    });
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(DbError::from)?;
+    audit::record(&conn, actor, action, None, &detail, now)?;
+    conn.execute_batch("COMMIT").map_err(DbError::from)?;
+    Ok(())
+}
+
 /// One scheduled backup and the pruning after it; returns the summary and how many old
 /// backups were deleted.
 fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usize), BackupError> {
@@ -535,6 +558,13 @@ fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usiz
         file = schedule.dir.join(format!("wxauth-{stamp}-{n}.wxbak"));
     }
     let summary = create(&schedule.data_dir, &file, now, None)?;
+    record(
+        &schedule.data_dir,
+        &Actor::schedule(),
+        Action::Backup,
+        &summary,
+        now,
+    )?;
     let pruned = prune(&schedule.dir, schedule.keep as usize)?;
     Ok((summary, pruned))
 }

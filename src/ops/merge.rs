@@ -8,6 +8,7 @@ use crate::clock::{UnixTime, rfc3339};
 use crate::db::DbError;
 use crate::db::queries::{self, EventType};
 use crate::ops::admin::{self, AdminError, UserRef};
+use crate::ops::audit::{self, Action, Actor};
 
 /// A conflict not yet resolved: two users with identities of one unionid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,19 +53,19 @@ pub struct Merged {
     pub sessions: usize,
 }
 
-/// Merges user `other` into user `keep`, in one transaction: `other`'s identities and
+/// Merges user `other` into user `keep` (in the caller's transaction): `other`'s identities and
 /// live sessions move to `keep` (so its tokens authenticate as `keep`), `keep`'s empty
 /// profile fields are filled from `other`'s, and `other`'s id stays as an alias of
 /// `keep`. `keep`'s ban, if any, stands; `other`'s goes with it.
 pub fn merge(
     conn: &Connection,
+    actor: &Actor,
     keep: &str,
     other: &str,
     now: UnixTime,
 ) -> Result<Merged, AdminError> {
-    let tx = admin::write_transaction(conn)?;
-    let kept = admin::find_user(&tx, UserRef::Id(keep))?;
-    let gone = admin::find_user(&tx, UserRef::Id(other))?;
+    let kept = admin::find_user(conn, UserRef::Id(keep))?;
+    let gone = admin::find_user(conn, UserRef::Id(other))?;
     if kept.id == gone.id {
         return Err(AdminError::Refused(if keep == other {
             "KEEP and OTHER are the same user".to_owned()
@@ -74,7 +75,7 @@ pub fn merge(
     }
     let (k, o) = (kept.id, gone.id);
     let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<usize, AdminError> {
-        Ok(tx.execute(sql, params).map_err(DbError::from)?)
+        Ok(conn.execute(sql, params).map_err(DbError::from)?)
     };
     let identities = run(
         "UPDATE identities SET user_id = ?1 WHERE user_id = ?2",
@@ -109,8 +110,7 @@ pub fn merge(
         "UPDATE users SET merged_into = ?1, updated_at = ?3 WHERE id = ?2",
         params![k, o, now],
     )?;
-    // Each app once, in the order of its oldest identity. Identities have no index by
-    // user (a login would have to grow it), so this reads them all: a merge is rare.
+    // Each app once, in the order of its oldest identity.
     run(
         "UPDATE users SET apps = (SELECT coalesce(group_concat(appid, ',' ORDER BY first), '') \
              FROM (SELECT appid, min(id) AS first FROM identities WHERE user_id = ?1 \
@@ -134,14 +134,15 @@ pub fn merge(
          WHERE resolved_at IS NULL AND ?1 IN (user_id, other_user_id)",
         params![o, now],
     )?;
+    let detail = serde_json::json!({ "merged_user_id": gone.public_id });
     queries::append_event_data(
-        &tx,
+        conn,
         EventType::UserMerged,
         now,
         kept.id,
-        &serde_json::json!({ "merged_user_id": gone.public_id }).to_string(),
+        &detail.to_string(),
     )?;
-    tx.commit().map_err(DbError::from)?;
+    audit::record(conn, actor, Action::UserMerge, Some(keep), &detail, now)?;
     Ok(Merged {
         user_id: kept.public_id,
         merged_user_id: gone.public_id,

@@ -105,6 +105,53 @@ pub struct Metrics {
     routes: [RouteSeries; LABELS.len()],
     /// When the database counts were last taken.
     counted_at: tokio::sync::Mutex<Option<Instant>>,
+    /// Failed WeChat calls in each of the last 24 hours, for the console.
+    recent_errors: RecentCounts,
+}
+
+/// Counts of events in each of the last [`RecentCounts::HOURS`] hours, counted from when
+/// it was made (not by the wall clock, which may jump).
+#[derive(Debug)]
+struct RecentCounts {
+    epoch: Instant,
+    /// Per slot, the hour it counts (since `epoch`) and its count.
+    slots: std::sync::Mutex<[(u64, u64); RecentCounts::HOURS]>,
+}
+
+impl RecentCounts {
+    const HOURS: usize = 24;
+
+    fn new() -> RecentCounts {
+        RecentCounts {
+            epoch: Instant::now(),
+            slots: std::sync::Mutex::new([(u64::MAX, 0); RecentCounts::HOURS]),
+        }
+    }
+
+    fn hour(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_secs() / 3600
+    }
+
+    fn add(&self, at: Instant) {
+        let hour = self.hour(at);
+        let mut slots = self.slots.lock().expect("recent counts poisoned");
+        let slot = &mut slots[(hour % Self::HOURS as u64) as usize];
+        if slot.0 != hour {
+            *slot = (hour, 0);
+        }
+        slot.1 += 1;
+    }
+
+    /// The events of the last [`RecentCounts::HOURS`] hours up to `at`, by whole hours.
+    fn total(&self, at: Instant) -> u64 {
+        let now = self.hour(at);
+        let slots = self.slots.lock().expect("recent counts poisoned");
+        slots
+            .iter()
+            .filter(|(hour, _)| *hour != u64::MAX && now - hour < Self::HOURS as u64)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -214,7 +261,14 @@ impl Metrics {
             users,
             routes: Default::default(),
             counted_at: tokio::sync::Mutex::new(None),
+            recent_errors: RecentCounts::new(),
         }
+    }
+
+    /// WeChat calls that failed in the last 24 hours, or since the server started if
+    /// that is more recent.
+    pub fn wechat_errors_last_day(&self) -> u64 {
+        self.recent_errors.total(Instant::now())
     }
 
     /// Records an answered HTTP request.
@@ -258,6 +312,9 @@ impl Metrics {
     /// Records a finished WeChat call.
     pub fn upstream(&self, api: &str, error: Option<&WeChatError>, took: Duration) {
         let result = error.map_or("ok", WeChatError::kind);
+        if error.is_some() {
+            self.recent_errors.add(Instant::now());
+        }
         self.upstream_calls
             .get_or_create(&UpstreamLabels {
                 api: api.to_owned(),
@@ -401,6 +458,23 @@ pub fn route_of(path: &str) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_errors_forget_hours_older_than_a_day() {
+        let counts = RecentCounts::new();
+        let at = |hours: u64| counts.epoch + Duration::from_secs(hours * 3600 + 1);
+        counts.add(at(0));
+        counts.add(at(0));
+        counts.add(at(5));
+        assert_eq!(counts.total(at(5)), 3);
+        assert_eq!(counts.total(at(23)), 3);
+        assert_eq!(counts.total(at(24)), 1);
+        // The slot of hour 0 is reused by hour 24, and starts again from zero.
+        counts.add(at(24));
+        assert_eq!(counts.total(at(24)), 2);
+        assert_eq!(counts.total(at(29)), 1);
+        assert_eq!(counts.total(at(100)), 0);
+    }
 
     #[test]
     fn paths_map_to_a_fixed_set_of_routes() {

@@ -214,6 +214,25 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `wxauth ARGS` as user `ops` on this server's data directory, with `env` added
+    /// and `listen` set to this server's address (where the console's links point);
+    /// returns stdout, insisting on success.
+    pub fn cli(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_wxauth"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("USER", "ops")
+            .env("WXAUTH_DATA_DIR", self.dir.path().join("data"))
+            .env("WXAUTH_LISTEN", self.base.trim_start_matches("http://"))
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;

@@ -18,6 +18,7 @@ use warp::http::{HeaderMap, Method};
 use warp::path::FullPath;
 use warp::reply::Reply;
 use wxauth::http::server::{self, ConnectionLimits};
+use wxauth::ops::audit::Actor;
 
 /// The shipped `deploy/` directory.
 pub fn deploy_dir() -> PathBuf {
@@ -401,7 +402,7 @@ pub async fn forward_auth_through(
     // Banned the way `wxauth users ban` does it, on a connection of its own.
     let conn = wxauth::db::open_existing(&server.dir.path().join("data")).unwrap();
     let (start, until) = (crate::common::START, crate::common::START + 86400);
-    wxauth::ops::admin::ban(&conn, plain_id, until, None, start).unwrap();
+    wxauth::ops::admin::ban(&conn, &Actor::cli(), plain_id, until, None, start).unwrap();
     let response = http
         .get(url("/api/profile"))
         .bearer_auth(plain_token)
