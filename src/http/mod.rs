@@ -247,40 +247,49 @@ pub fn routes(
         });
 
     // The routes a busy server answers most come first and unboxed. The rest sit behind
-    // one box: their handlers' futures are larger (a WeChat call, a body, a write), and
-    // every request's future is as large as the largest route's.
-    let rest = readyz
+    // boxes: their handlers' futures are larger (a WeChat call, a body, a write), and
+    // every request's future is as large as the largest route's. Each group is boxed on
+    // its own too: the compiler's cost of proving a chain of `or`s `Send` and `Sync`
+    // grows far faster than the chain, and a box ends the chain.
+    let sessions = readyz
         .or(login)
         .unify()
         .or(refresh)
         .unify()
         .or(logout)
         .unify()
-        .or(patch_me)
+        .boxed();
+    let profile = patch_me.or(wechat).unify().boxed();
+    let backends = introspect
+        .or(access_jwt)
         .unify()
-        .or(introspect)
+        .or(jwks)
         .unify()
-        .or(access_jwt.or(jwks).unify().or(discovery).unify().boxed())
+        .or(discovery)
         .unify()
         .or(events)
         .unify()
-        .or(access_token)
-        .unify()
-        .or(refresh_access_token)
-        .unify()
-        .or(authorize)
-        .unify()
+        .boxed();
+    let wechat_tokens = access_token.or(refresh_access_token).unify().boxed();
+    let web = authorize
         .or(callback)
         .unify()
         .or(oauth_token)
         .unify()
         .or(example)
         .unify()
-        .or(metrics)
+        .boxed();
+    let operators = metrics.or(console).unify().boxed();
+    let rest = sessions
+        .or(profile)
         .unify()
-        .or(console.boxed())
+        .or(backends)
         .unify()
-        .or(wechat)
+        .or(wechat_tokens)
+        .unify()
+        .or(web)
+        .unify()
+        .or(operators)
         .unify()
         .boxed();
     session
