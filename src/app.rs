@@ -87,6 +87,8 @@ pub enum StartError {
     },
     #[error("cannot start the fake WeChat for dev mode: {0}")]
     DevWeChat(std::io::Error),
+    #[error("cannot make dev mode's admin console link: {0}")]
+    DevConsoleLink(crate::ops::admin::AdminError),
     #[error("cannot build the WeChat client: {0}")]
     WeChatClient(String),
 }
@@ -487,7 +489,7 @@ async fn print_dev_console_link(state: &AppState, addr: SocketAddr) -> Result<()
         crate::ops::admins::dev_sign_in_link(c, now)
     })
     .await
-    .map_err(|e| StartError::Db(DbError::Task(e.to_string())))?;
+    .map_err(StartError::DevConsoleLink)?;
     let url = format!(
         "http://{addr}{}?token={}",
         crate::http::console::LINK_PATH,

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{START, TestServer};
+use common::{SHOP_AND_GAME, START, TestServer};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -519,6 +519,87 @@ async fn a_user_is_found_revoked_banned_and_unbanned_and_each_is_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_conflict_is_shown_on_both_users_and_merged() {
+    let server = TestServer::start_with_apps(|_| SHOP_AND_GAME.into()).await;
+    let (game, shop) = server.unionid_conflict().await;
+    let keep = game["user"]["id"].as_str().unwrap();
+    let other = shop["user"]["id"].as_str().unwrap();
+    let other_token = shop["token"].as_str().unwrap();
+    let mut console = signed_in(&server, "alice").await;
+
+    // Each user's page names the other and offers to merge it in.
+    let page = format!("/admin/users/{keep}");
+    let kept = console.get(&page).await;
+    assert!(
+        kept.body.contains(r#"<section id="conflicts">"#),
+        "{}",
+        kept.body
+    );
+    assert!(
+        kept.body
+            .contains(&format!(r#"name="other" value="{other}""#))
+    );
+    let merged_away = console.get(&format!("/admin/users/{other}")).await;
+    assert!(
+        merged_away
+            .body
+            .contains(&format!(r#"name="other" value="{keep}""#))
+    );
+
+    // A merge without the page's token merges nothing.
+    let forged = console
+        .post(&format!("{page}/merge"), &[("other", other)])
+        .await;
+    assert_eq!(forged.status, 403);
+    let merged_into = |server: &TestServer| -> Option<String> {
+        server
+            .db()
+            .query_row(
+                "SELECT k.public_id FROM users o LEFT JOIN users k ON k.id = o.merged_into \
+                 WHERE o.public_id = ?1",
+                [other],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(merged_into(&server), None);
+
+    let merged = console
+        .change(&page, &format!("{page}/merge"), &[("other", other)])
+        .await;
+    assert_eq!(merged.status, 303, "{}", merged.body);
+    assert_eq!(merged.location(), page);
+    assert_eq!(merged_into(&server).as_deref(), Some(keep));
+    // The other user's token now speaks for the kept user, and the conflict is gone.
+    let session = server.session_of(other_token).await;
+    assert_eq!(session["user"]["id"], keep, "{session}");
+    assert_eq!(
+        session["user"]["apps"],
+        serde_json::json!(["wxshop", "wxgame"])
+    );
+    let after = console.get(&page).await;
+    assert!(!after.body.contains(r#"<section id="conflicts">"#));
+    // The merged user's id leads to the kept user.
+    let alias = console.get(&format!("/admin/users/{other}")).await;
+    assert_eq!(alias.status, 303);
+    assert_eq!(alias.location(), page);
+
+    // Merging it again is refused with the reason, and changes nothing.
+    let again = console
+        .change(&page, &format!("{page}/merge"), &[("other", other)])
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("already merged"), "{}", again.body);
+
+    let merges: Vec<_> = audit(&server)
+        .into_iter()
+        .filter(|e| e.2 == "user.merge")
+        .map(|e| (e.0, e.3.unwrap_or_default()))
+        .collect();
+    assert_eq!(merges, [("console:alice".to_owned(), keep.to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_key_is_shown_once_and_works() {
     let server = TestServer::start().await;
     let token = server.token("dev:amy").await;
@@ -774,6 +855,20 @@ async fn the_console_speaks_chinese_when_the_browser_prefers_it() {
         .header("accept-language", "zh-CN");
     let en = console.send(request).await;
     assert!(en.body.contains("New today"), "{}", en.body);
+
+    // The switch comes back to the page it was clicked on, and only to a console page.
+    let users = console.get("/admin/users?q=%E6%9C%88").await;
+    let link = r#"href="/admin/lang?to=zh-CN&#38;back=%2Fadmin%2Fusers%3Fq%3D%25E6%259C%2588""#;
+    assert!(users.body.contains(link), "{}", users.body);
+    let back = console
+        .get("/admin/lang?to=zh-CN&back=%2Fadmin%2Fusers%3Fq%3D%25E6%259C%2588")
+        .await;
+    assert_eq!(back.location(), "/admin/users?q=%E6%9C%88");
+    assert!(console.get("/admin/users").await.body.contains("用户"));
+    let elsewhere = console
+        .get("/admin/lang?to=en&back=%2F%2Fevil.example%2Fadmin%2F")
+        .await;
+    assert_eq!(elsewhere.location(), "/admin/");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

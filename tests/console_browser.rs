@@ -3,7 +3,8 @@
 //! unbans, creates a service key, rotates the keys, and finds it all in the audit log.
 //! Forged changes (another origin, no CSRF token), password guessing, and cookies and
 //! API tokens standing in for each other are refused. The run's screenshots of the
-//! overview and of a user's page are the ones in `docs/images/`.
+//! overview and of a user's page are those in `docs/images/`: run with
+//! `TEST_SCREENSHOT_DIR=docs/images` to renew them.
 
 mod browser;
 mod common;
@@ -56,10 +57,14 @@ async fn page_text(browser: &Browser) -> String {
     browser.text_of("body").await
 }
 
-/// Saves a screenshot of the page as `docs/images/NAME`.
+/// Saves a screenshot of the page as NAME in `TEST_SCREENSHOT_DIR`, or else in the
+/// target directory's `console-screenshots`: the tests leave the tracked pictures alone
+/// unless asked (`TEST_SCREENSHOT_DIR=docs/images` renews them).
 async fn screenshot(browser: &Browser, name: &str) {
     let png = browser.client.screenshot().await.unwrap();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/images");
+    let dir = std::env::var_os("TEST_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), png).unwrap();
 }

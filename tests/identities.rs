@@ -11,26 +11,7 @@ use serde_json::{Value, json};
 
 /// A server with two mini programs of one Open Platform account.
 async fn two_apps() -> TestServer {
-    TestServer::start_with(|layer| {
-        let base = layer.wechat_api.clone().unwrap();
-        let apps = wxauth::config::Layer::from_toml(&format!(
-            "wechat_api = \"{base}\"\n[[apps]]\nappid = \"wxshop\"\nsecret = \"s1\"\n\
-             [[apps]]\nappid = \"wxgame\"\nsecret = \"s2\"\n"
-        ))
-        .unwrap();
-        layer.appid = None;
-        layer.secret = None;
-        *layer = std::mem::take(layer).merge(apps);
-    })
-    .await
-}
-
-async fn login(server: &TestServer, appid: &str, code: &str) -> Value {
-    let response = server
-        .post_json("/v1/login", &json!({"code": code, "appid": appid}), None)
-        .await;
-    assert_eq!(response.status(), 200, "{appid} {code}");
-    response.json().await.unwrap()
+    TestServer::start_with_apps(|_| common::SHOP_AND_GAME.into()).await
 }
 
 /// `wxauth ARGS` on the server's data directory; returns (exit code, stdout, stderr).
@@ -76,10 +57,10 @@ async fn events(server: &TestServer, key: &str, query: &str) -> reqwest::Respons
 #[tokio::test]
 async fn the_same_person_in_another_app_is_the_same_user() {
     let server = two_apps().await;
-    let first = login(&server, "wxgame", "dev:gina").await;
+    let first = server.login_to("wxgame", "dev:gina").await;
     assert_eq!(first["new_user"], true);
     assert_eq!(first["user"]["apps"], json!(["wxgame"]));
-    let second = login(&server, "wxshop", "dev:gina#2").await;
+    let second = server.login_to("wxshop", "dev:gina#2").await;
     assert_eq!(second["new_user"], false, "{second}");
     assert_eq!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(second["user"]["appid"], "wxshop");
@@ -120,33 +101,15 @@ async fn the_same_person_in_another_app_is_the_same_user() {
     );
 
     // Without a unionid, a person is a user per app, as before.
-    let alone = login(&server, "wxshop", "no-unionid-code").await;
+    let alone = server.login_to("wxshop", "no-unionid-code").await;
     assert_eq!(alone["new_user"], true);
     assert_ne!(alone["user"]["id"], first["user"]["id"]);
-}
-
-/// The apps were bound to the Open Platform after the person had used both: the shop's
-/// identity first comes without a unionid, then reports the game's.
-async fn a_conflict(server: &TestServer) -> (Value, Value) {
-    let shop = login(server, "wxshop", "dev:hana").await;
-    server
-        .db_rw()
-        .execute("UPDATE identities SET unionid = NULL", [])
-        .unwrap();
-    let game = login(server, "wxgame", "dev:hana#2").await;
-    assert_eq!(game["new_user"], true, "no user held the unionid yet");
-    let again = login(server, "wxshop", "dev:hana#3").await;
-    assert_eq!(
-        again["user"]["id"], shop["user"]["id"],
-        "not merged silently"
-    );
-    (game, shop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_unionid_is_a_conflict_until_an_admin_merges() {
     let server = two_apps().await;
-    let (game, shop) = a_conflict(&server).await;
+    let (game, shop) = server.unionid_conflict().await;
     let keep = game["user"]["id"].as_str().unwrap();
     let other = shop["user"]["id"].as_str().unwrap();
     let other_token = shop["token"].as_str().unwrap();
@@ -169,12 +132,7 @@ async fn a_late_unionid_is_a_conflict_until_an_admin_merges() {
     assert_eq!(merged["identities"], 1);
 
     // OTHER's token now speaks for KEEP, with OTHER's profile where KEEP had none.
-    let session: Value = server
-        .get("/v1/session", Some(other_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let session = server.session_of(other_token).await;
     assert_eq!(session["user"]["id"], keep, "{session}");
     assert_eq!(session["user"]["nickname"], "Hana");
     assert_eq!(session["user"]["gender"], 2);
@@ -183,7 +141,7 @@ async fn a_late_unionid_is_a_conflict_until_an_admin_merges() {
     let forward = server.get("/v1/auth/forward", Some(other_token)).await;
     assert_eq!(forward.headers()["x-auth-user-id"], keep);
     // A new login through OTHER's identity is KEEP too.
-    let later = login(&server, "wxshop", "dev:hana#4").await;
+    let later = server.login_to("wxshop", "dev:hana#4").await;
     assert_eq!(later["user"]["id"], keep);
     // OTHER's id is an alias: the CLI finds KEEP by it.
     let shown = admin_json(&server, &["users", "show", other, "--json"]);
@@ -220,8 +178,8 @@ async fn a_late_unionid_is_a_conflict_until_an_admin_merges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_is_read_in_pages_with_a_key_scoped_for_it() {
     let server = two_apps().await;
-    let ivy = login(&server, "wxgame", "dev:ivy").await;
-    login(&server, "wxshop", "dev:ivy#2").await;
+    let ivy = server.login_to("wxgame", "dev:ivy").await;
+    server.login_to("wxshop", "dev:ivy#2").await;
     let user = ivy["user"]["id"].as_str().unwrap();
     let (code, _, stderr) = admin(
         &server,

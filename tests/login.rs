@@ -369,20 +369,7 @@ async fn concurrent_first_logins_of_one_user_make_one_user() {
 
 #[tokio::test]
 async fn several_apps_need_the_appid() {
-    let mock_toml = |base: &str| {
-        format!(
-            "wechat_api = \"{base}\"\n[[apps]]\nappid = \"wxshop\"\nsecret = \"s1\"\n\
-             [[apps]]\nappid = \"wxgame\"\nsecret = \"s2\"\n"
-        )
-    };
-    let server = TestServer::start_with(|layer| {
-        let base = layer.wechat_api.clone().unwrap();
-        let apps = wxauth::config::Layer::from_toml(&mock_toml(&base)).unwrap();
-        layer.appid = None;
-        layer.secret = None;
-        *layer = std::mem::take(layer).merge(apps);
-    })
-    .await;
+    let server = TestServer::start_with_apps(|_| common::SHOP_AND_GAME.into()).await;
     let response = server.login("dev:gina").await;
     assert_eq!(error_of(response).await, (400, "unknown_app".to_owned()));
     let response = server

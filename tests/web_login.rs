@@ -17,22 +17,16 @@ const PUBLIC_URL: &str = "https://auth.example.com";
 const PAGE: &str = "https://h5.example.com/app/page?x=1";
 
 async fn server() -> TestServer {
-    TestServer::start_with(|layer| {
-        let base = layer.wechat_api.clone().unwrap();
-        let apps = wxauth::config::Layer::from_toml(&format!(
-            "wechat_api = \"{base}\"\n\
-             wechat_open_url = \"{base}\"\n\
+    TestServer::start_with_apps(|wechat| {
+        format!(
+            "wechat_open_url = \"{wechat}\"\n\
              public_url = \"{PUBLIC_URL}\"\n\
              [[apps]]\nappid = \"{MINI}\"\nsecret = \"s1\"\n\
              [[apps]]\nappid = \"{H5}\"\nsecret = \"s2\"\nkind = \"official_account\"\n\
              redirect_uris = [\"https://h5.example.com/app/\"]\n\
              [[apps]]\nappid = \"{SITE}\"\nsecret = \"s3\"\nkind = \"website\"\n\
              redirect_uris = [\"https://www.example.com/login\"]\n"
-        ))
-        .unwrap();
-        layer.appid = None;
-        layer.secret = None;
-        *layer = std::mem::take(layer).merge(apps);
+        )
     })
     .await
 }

@@ -339,8 +339,9 @@ pub fn list_users(
 
 /// The users `text` finds, newest first, at most `limit`, older than the user with
 /// internal id `before` if given: by public id, openid, unionid or phone exactly, or
-/// by a nickname that starts with it. Each way is an index lookup, so a search costs
-/// the same with a million users as with ten.
+/// by a nickname that starts with it. Each way is an index lookup: an exact value costs
+/// the same with a million users as with ten; a nickname prefix costs in proportion to
+/// the users it matches, which are all gathered before the newest are kept.
 pub fn search_users(
     conn: &Connection,
     text: &str,

@@ -74,15 +74,10 @@ pub struct ConsoleSession {
     pub last_seen_at: UnixTime,
 }
 
-/// Why a sign-in or a setup was refused. The messages say nothing about which part was
-/// wrong, so that they reveal no names.
+/// A setup or sign-in link that is unknown, used, expired or of a disabled admin. It
+/// says nothing about which, so that it reveals no names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The name and password do not match an enabled admin.
-    BadCredentials,
-    /// The link is unknown, used or expired.
-    BadLink,
-}
+pub struct BadLink;
 
 /// Whether `name` may name an admin: 1 to 64 letters, digits and `.`, `_`, `-`, `@`.
 pub fn validate_name(name: &str) -> Result<(), AdminError> {
@@ -294,7 +289,7 @@ pub fn link_owner(
     secret: &str,
     purpose: LinkPurpose,
     now: UnixTime,
-) -> Result<Result<(i64, String), Refusal>, DbError> {
+) -> Result<Result<(i64, String), BadLink>, DbError> {
     let found = conn
         .query_row(
             "SELECT id, name FROM admins WHERE link_hash = ?1 AND link_purpose = ?2 \
@@ -303,7 +298,7 @@ pub fn link_owner(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    Ok(found.ok_or(Refusal::BadLink))
+    Ok(found.ok_or(BadLink))
 }
 
 /// Uses a setup link: the admin's password becomes `password_hash` (made by
@@ -315,10 +310,10 @@ pub fn finish_setup(
     password_hash: &str,
     ip: Option<std::net::IpAddr>,
     now: UnixTime,
-) -> Result<Result<(i64, String), Refusal>, DbError> {
+) -> Result<Result<(i64, String), BadLink>, DbError> {
     let (id, name) = match link_owner(conn, secret, LinkPurpose::Setup, now)? {
         Ok(owner) => owner,
-        Err(refusal) => return Ok(Err(refusal)),
+        Err(BadLink) => return Ok(Err(BadLink)),
     };
     conn.execute(
         "UPDATE admins SET password = ?2, link_hash = NULL, link_purpose = NULL, \
@@ -342,7 +337,7 @@ pub fn use_sign_in_link(
     conn: &Connection,
     secret: &str,
     now: UnixTime,
-) -> Result<Result<(i64, String), Refusal>, DbError> {
+) -> Result<Result<(i64, String), BadLink>, DbError> {
     let owner = link_owner(conn, secret, LinkPurpose::SignIn, now)?;
     if let Ok((id, _)) = &owner {
         conn.execute(
@@ -482,11 +477,11 @@ mod tests {
         let secret = link.secret.expose();
         assert_eq!(
             link_owner(&conn, secret, LinkPurpose::Setup, 1000 + LINK_TTL).unwrap(),
-            Err(Refusal::BadLink)
+            Err(BadLink)
         );
         assert_eq!(
             link_owner(&conn, secret, LinkPurpose::SignIn, 1001).unwrap(),
-            Err(Refusal::BadLink)
+            Err(BadLink)
         );
         let (id, name) = finish_setup(&conn, secret, "pbkdf2-sha256$1$AA$AA", None, 1001)
             .unwrap()
@@ -494,7 +489,7 @@ mod tests {
         assert_eq!(name, "alice");
         assert_eq!(
             finish_setup(&conn, secret, "x", None, 1002).unwrap(),
-            Err(Refusal::BadLink)
+            Err(BadLink)
         );
         assert_eq!(
             password_of(&conn, "alice").unwrap(),

@@ -19,6 +19,9 @@ use wxauth::{App, datadir};
 pub const APPID: &str = "wxtest00000000001";
 /// The AppSecret the test server is configured with; it must never show up anywhere.
 pub const APP_SECRET: &str = "test-app-secret-5f2c9a";
+/// Two mini programs, `wxshop` and `wxgame`, for [`TestServer::start_with_apps`].
+pub const SHOP_AND_GAME: &str = "[[apps]]\nappid = \"wxshop\"\nsecret = \"s1\"\n\
+                                 [[apps]]\nappid = \"wxgame\"\nsecret = \"s2\"\n";
 /// Where the test clock starts: 2026-11-30T10:00:00Z.
 pub const START: i64 = 1_796_032_800;
 
@@ -75,8 +78,53 @@ impl TestServer {
         }
     }
 
+    /// A server with the apps that `apps(wechat)` gives as TOML (`[[apps]]` tables and
+    /// any other settings), instead of the one app; `wechat` is the fake WeChat's URL.
+    pub async fn start_with_apps(apps: impl FnOnce(&str) -> String) -> TestServer {
+        TestServer::start_with(|layer| {
+            let wechat = layer.wechat_api.clone().unwrap();
+            let toml = format!("wechat_api = \"{wechat}\"\n{}", apps(&wechat));
+            let apps = Layer::from_toml(&toml).unwrap();
+            layer.appid = None;
+            layer.secret = None;
+            *layer = std::mem::take(layer).merge(apps);
+        })
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Logs in to `appid` (on a server with several apps) and returns the response body,
+    /// insisting on 200.
+    pub async fn login_to(&self, appid: &str, code: &str) -> Value {
+        let response = self
+            .post_json("/v1/login", &json!({"code": code, "appid": appid}), None)
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "login to {appid} with {code}: {body}");
+        body
+    }
+
+    /// On a [`SHOP_AND_GAME`] server, makes a merge conflict: the apps were bound to the
+    /// Open Platform after the person had used both, so the shop's identity first comes
+    /// without a unionid, then reports the game's. Returns the game's login, whose user
+    /// holds the unionid, and the shop's, whose user the person also is.
+    pub async fn unionid_conflict(&self) -> (Value, Value) {
+        let shop = self.login_to("wxshop", "dev:hana").await;
+        self.db_rw()
+            .execute("UPDATE identities SET unionid = NULL", [])
+            .unwrap();
+        let game = self.login_to("wxgame", "dev:hana#2").await;
+        assert_eq!(game["new_user"], true, "no user held the unionid yet");
+        let again = self.login_to("wxshop", "dev:hana#3").await;
+        assert_eq!(
+            again["user"]["id"], shop["user"]["id"],
+            "not merged silently"
+        );
+        (game, shop)
     }
 
     /// `POST /v1/login` with `{"code": code}`.
@@ -121,6 +169,15 @@ impl TestServer {
             request = request.bearer_auth(token);
         }
         request.send().await.unwrap()
+    }
+
+    /// `GET /v1/session` with `token`; returns the body, insisting on 200.
+    pub async fn session_of(&self, token: &str) -> Value {
+        let response = self.get("/v1/session", Some(token)).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "GET /v1/session: {body}");
+        body
     }
 
     pub async fn patch_me(&self, token: &str, body: &Value) -> reqwest::Response {

@@ -112,6 +112,15 @@ pub fn csrf_matches(secret: &str, form_token: &str) -> bool {
         .into()
 }
 
+/// Whether `path` may be redirected to after a language switch: a path of the console's
+/// own (so never `//host` or `/\host`, which a browser takes for another site), made of
+/// characters a `Location` header holds as they are.
+pub fn is_console_path(path: &str) -> bool {
+    path.starts_with("/admin/")
+        && !path.contains('\\')
+        && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Whether a state-changing request comes from a console page: its `Origin` is this
 /// console's own, as the browser reached it (`scheme://Host`) or as `public_url` names
 /// it. Browsers send `Origin` on every POST; a request without one is refused.
@@ -164,6 +173,26 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn only_the_consoles_own_paths_are_redirected_to() {
+        assert!(is_console_path("/admin/"));
+        assert!(is_console_path("/admin/users?q=%E6%9C%88&before=3"));
+        for path in [
+            "",
+            "/",
+            "//evil.example/admin/",
+            "/\\evil.example",
+            "/admin/\\x",
+            "https://evil.example/admin/",
+            "/admin/x\r\nSet-Cookie: a=b",
+            "/admin/a b",
+            "/admin/月",
+            "/administrator",
+        ] {
+            assert!(!is_console_path(path), "{path:?}");
+        }
     }
 
     #[test]

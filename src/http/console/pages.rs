@@ -20,7 +20,7 @@ use crate::http::body::RawBody;
 use crate::http::state::AppState;
 use crate::keys::password::{self, PasswordProblem};
 use crate::ops::admin::{self, AdminError, SessionRecord, SessionStatus, UserRecord, UserRef};
-use crate::ops::admins::{self, ConsoleSession, Refusal};
+use crate::ops::admins::{self, BadLink, ConsoleSession};
 use crate::ops::audit::{self, Actor, Entry};
 use crate::ops::{merge, overview};
 
@@ -52,6 +52,8 @@ struct Frame<'a> {
     admin: Option<&'a str>,
     csrf: String,
     section: &'static str,
+    /// The language switch's link, which comes back to this page.
+    lang_link: String,
 }
 
 /// Why a request got no page of its own.
@@ -275,6 +277,7 @@ fn failure_page(ctx: &Ctx<'_>, failure: Failure) -> Response {
             admin: None,
             csrf: String::new(),
             section: "",
+            lang_link: lang_link(ctx),
         },
         heading: t.refused,
         message: &message,
@@ -339,6 +342,7 @@ impl Signed {
             admin: Some(&self.session.admin),
             csrf: admins::csrf_token(&self.secret),
             section,
+            lang_link: lang_link(ctx),
         }
     }
 
@@ -419,6 +423,7 @@ fn anonymous_page<P: Template>(
         admin: None,
         csrf: admins::csrf_token(&secret),
         section: "",
+        lang_link: lang_link(ctx),
     };
     let response = render(status, &page(frame))?;
     Ok(if new {
@@ -597,9 +602,7 @@ async fn setup(ctx: &Ctx<'_>) -> Result<Response, Failure> {
         .await?;
     match finished {
         Ok((id, _)) => start_session(ctx, id).await,
-        Err(Refusal::BadLink | Refusal::BadCredentials) => {
-            Err(Failure::Refused(t.bad_link.to_owned()))
-        }
+        Err(BadLink) => Err(Failure::Refused(t.bad_link.to_owned())),
     }
 }
 
@@ -619,18 +622,42 @@ async fn sign_in_link(ctx: &Ctx<'_>) -> Result<Response, Failure> {
     }
 }
 
+/// The link that switches to the other language and, from a page a GET shows, comes
+/// back to it.
+fn lang_link(ctx: &Ctx<'_>) -> String {
+    let to = ctx.lang.other().tag();
+    if ctx.request.method != Method::GET {
+        return format!("/admin/lang?to={to}");
+    }
+    let mut here = format!("/admin/{}", ctx.request.segments.join("/"));
+    if !ctx.request.query.is_empty() {
+        here.push('?');
+        here.push_str(&ctx.request.query);
+    }
+    let query =
+        serde_urlencoded::to_string([("to", to), ("back", &here)]).expect("strings always encode");
+    format!("/admin/lang?{query}")
+}
+
 #[derive(Deserialize)]
 struct LangQuery {
     to: String,
+    back: Option<String>,
 }
 
 fn switch_language(ctx: &Ctx<'_>) -> Response {
-    let chosen = serde_urlencoded::from_str::<LangQuery>(&ctx.request.query)
-        .ok()
+    let query = serde_urlencoded::from_str::<LangQuery>(&ctx.request.query).ok();
+    let chosen = query
+        .as_ref()
         .and_then(|q| Lang::from_tag(&q.to))
         .unwrap_or(ctx.lang);
+    let back = query
+        .as_ref()
+        .and_then(|q| q.back.as_deref())
+        .filter(|back| guard::is_console_path(back))
+        .unwrap_or("/admin/");
     with_cookie(
-        redirect("/admin/"),
+        redirect(back),
         Cookie::Lang.set(ctx.secure, chosen.tag(), LANG_COOKIE_AGE),
     )
 }
