@@ -34,6 +34,7 @@ fn session_lookup(c: &mut Criterion) {
         1000,
         1_800_000_000,
         42,
+        false,
     )
     .expect("seed");
     assert_eq!(seeded.users, USERS);

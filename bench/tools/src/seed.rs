@@ -52,8 +52,21 @@ impl Rng {
     }
 }
 
+/// The first words of the nicknames `seed` gives with `profiles`: each is followed
+/// by a number below 10,000, so a search for one of them finds about one user in 32 (no
+/// word starts another).
+pub const NICKNAME_WORDS: [&str; 32] = [
+    "小明", "阿强", "静静", "大伟", "晓燕", "老王", "花花", "阳光", "微笑", "星星", "月亮", "清风",
+    "木子", "鱼儿", "天天", "乐乐", "Tom", "Lucy", "Jack", "Amy", "Kevin", "Coco", "Leo", "Mia",
+    "Sunny", "Lily", "Max", "Anna", "David", "Emma", "Jason", "Nina",
+];
+
 /// Adds `users` users of `appid`, each with one session live from `now` for a week,
-/// and returns the secrets of `sample` of those sessions. `seed` varies the ids.
+/// and returns the secrets of `sample` of those sessions. `seed` varies the ids. With
+/// `profiles` each user also gets what the console searches by: a nickname (one of
+/// [`NICKNAME_WORDS`] and a number), a phone number (`138` and 8 random digits, so a few
+/// are shared), its app in `apps`, and a unionid on its identity. Those come from a
+/// generator of their own: the other ids and secrets are the same either way.
 pub fn seed(
     conn: &mut Connection,
     appid: &str,
@@ -61,8 +74,10 @@ pub fn seed(
     sample: usize,
     now: i64,
     seed: u64,
+    profiles: bool,
 ) -> rusqlite::Result<Seeded> {
     let mut rng = Rng(seed);
+    let mut profile_rng = Rng(!seed);
     let first: i64 = conn.query_row(
         "SELECT max(coalesce((SELECT max(id) FROM users), 0), \
                     coalesce((SELECT max(id) FROM identities), 0), \
@@ -84,6 +99,14 @@ pub fn seed(
                 "INSERT INTO identities (id, user_id, appid, openid, created_at) \
                  VALUES (?1, ?1, ?2, ?3, ?4)",
             )?;
+            let mut add_profiled_user = tx.prepare_cached(
+                "INSERT INTO users (id, public_id, created_at, updated_at, nickname, phone, apps) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut add_profiled_identity = tx.prepare_cached(
+                "INSERT INTO identities (id, user_id, appid, openid, unionid, created_at) \
+                 VALUES (?1, ?1, ?2, ?3, ?4, ?5)",
+            )?;
             let mut add_session = tx.prepare_cached(
                 "INSERT INTO sessions (id, public_id, secret_hash, user_id, identity_id, \
                  created_at, expires_at, max_expires_at, last_seen_at) \
@@ -93,8 +116,31 @@ pub fn seed(
                 let id = first + n as i64 + 1;
                 let created = now - (users - n) as i64;
                 let openid = rng.hex_id::<14>("o");
-                add_user.execute(params![id, rng.hex_id::<12>("u_"), created])?;
-                add_identity.execute(params![id, appid, &openid[..28], created])?;
+                if profiles {
+                    let word =
+                        NICKNAME_WORDS[(profile_rng.next() % NICKNAME_WORDS.len() as u64) as usize];
+                    let nickname = format!("{word}{}", profile_rng.next() % 10_000);
+                    let phone = format!("138{:08}", profile_rng.next() % 100_000_000);
+                    let unionid = profile_rng.hex_id::<14>("o");
+                    add_profiled_user.execute(params![
+                        id,
+                        rng.hex_id::<12>("u_"),
+                        created,
+                        nickname,
+                        phone,
+                        appid
+                    ])?;
+                    add_profiled_identity.execute(params![
+                        id,
+                        appid,
+                        &openid[..28],
+                        &unionid[..28],
+                        created
+                    ])?;
+                } else {
+                    add_user.execute(params![id, rng.hex_id::<12>("u_"), created])?;
+                    add_identity.execute(params![id, appid, &openid[..28], created])?;
+                }
                 // A current (v2) secret: the creation time in milliseconds, then 16
                 // random bytes.
                 let mut raw = [0u8; 22];
