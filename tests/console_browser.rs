@@ -146,6 +146,10 @@ async fn an_admin_manages_users_and_keys_in_a_browser() {
     browser.click("nav a[href='/admin/users']").await;
     fill(&browser, "input[name=q]", &openid).await;
     browser.click("form.search button").await;
+    // The list before the search links to the user too: click on the search's answer.
+    browser
+        .wait_for_url(&format!("{}/admin/users?q=", server.base))
+        .await;
     browser
         .click(&format!("a[href='/admin/users/{user}']"))
         .await;

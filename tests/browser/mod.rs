@@ -140,17 +140,28 @@ impl Browser {
         }
     }
 
-    /// Clicks the element `css` once it is there.
+    /// Clicks the element `css` once it is there. An element found on a page that the
+    /// browser then leaves is stale: it is looked for again on the new page.
     pub async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click `{css}`: {e}"));
+        let started = Instant::now();
+        loop {
+            let clicked = self
+                .client
+                .wait()
+                .at_most(PATIENCE)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+                .click()
+                .await;
+            match clicked {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && started.elapsed() < PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot click `{css}`: {e}"),
+            }
+        }
     }
 
     /// Waits until the browser is at a URL that starts with `prefix`.
