@@ -76,7 +76,8 @@ CREATE TABLE sessions (
 );
 
 CREATE INDEX sessions_user_live ON sessions (user_id, id) WHERE revoked_at IS NULL;
-CREATE INDEX sessions_expiry ON sessions (expires_at);
+-- With revoked_at, so that the console counts live sessions from the index alone.
+CREATE INDEX sessions_expiry ON sessions (expires_at, revoked_at);
 
 -- A wx.login code that led to a session, so that a retried request with the same code
 -- gets the same session back instead of WeChat's "code been used". Only appended to,
@@ -193,6 +194,8 @@ CREATE TABLE web_logins (
 CREATE INDEX identities_user ON identities (user_id);
 CREATE INDEX users_phone ON users (phone) WHERE phone IS NOT NULL;
 CREATE INDEX users_nickname ON users (nickname) WHERE nickname IS NOT NULL;
+-- Merged users are few: the console counts the others as all users less these.
+CREATE INDEX users_merged ON users (merged_into) WHERE merged_into IS NOT NULL;
 
 -- Logins and new users per hour (a Unix time divided by 3600), for the console's
 -- overview: sessions and events are pruned, these counts are not.
