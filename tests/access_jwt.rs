@@ -113,12 +113,7 @@ async fn a_session_gets_a_jwt_naming_the_user_and_nothing_personal() {
     let jwt = body["access_token"].as_str().unwrap();
 
     let (header, claims) = verified(jwt, &jwks(&server).await).unwrap();
-    let session: Value = server
-        .get("/v1/session", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let session = server.session_of(token).await;
     assert_eq!(header.as_object().unwrap().len(), 3, "{header}");
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["typ"], "at+jwt");

@@ -126,12 +126,7 @@ async fn forward_auth_names_the_caller_in_headers() {
     let login = server.login_ok("dev:alma").await;
     let token = login["token"].as_str().unwrap();
     let user_id = login["user"]["id"].as_str().unwrap();
-    let session: Value = server
-        .get("/v1/session", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let session = server.session_of(token).await;
     let (openid, unionid) = stored_ids(&server, user_id);
 
     let response = forward(&server, Some(token)).await;
@@ -298,12 +293,7 @@ async fn introspection_describes_a_live_token() {
     let login = server.login_ok("dev:dara").await;
     let token = login["token"].as_str().unwrap();
     let user_id = login["user"]["id"].as_str().unwrap();
-    let session: Value = server
-        .get("/v1/session", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let session = server.session_of(token).await;
     let (openid, unionid) = stored_ids(&server, user_id);
 
     let body = introspect_ok(&server, &key, token).await;

@@ -108,12 +108,7 @@ async fn good_and_bad_jwts(library: &Library) {
 
     clock_to_real_time(&server);
     let session = server.token("dev:ann").await;
-    let who: Value = server
-        .get("/v1/session", Some(&session))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let who = server.session_of(&session).await;
     let good = access_jwt(&server, &session).await;
     let second = access_jwt(&server, &session).await;
 

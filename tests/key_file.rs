@@ -318,12 +318,7 @@ async fn a_restore_brings_the_backups_keys_over_a_wrong_key_file() {
         std::fs::read(data(&source).join("keys.json")).unwrap()
     );
     target.restart().await;
-    let body: serde_json::Value = target
-        .get("/v1/session", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = target.session_of(&token).await;
     assert!(body["session"]["id"].is_string(), "{body}");
 
     // A wrong key file put back after the restore is refused again.

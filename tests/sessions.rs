@@ -144,12 +144,7 @@ async fn a_first_format_token_keeps_its_session() {
             .unwrap();
     let v1 = keys.keyring().unwrap().sign(&secret);
     assert!(v1.starts_with("v1."), "{v1}");
-    let body: Value = server
-        .get("/v1/session", Some(&v1))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = server.session_of(&v1).await;
     assert_eq!(body["session"]["id"], "s_first_format", "{body}");
 
     let refreshed: Value = server

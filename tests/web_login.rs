@@ -246,23 +246,13 @@ async fn a_web_login_ends_with_a_one_time_code_that_gives_a_session() {
             .starts_with("https://")
     );
     let token = body["token"].as_str().unwrap();
-    let session: Value = server
-        .get("/v1/session", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let session = server.session_of(token).await;
     assert_eq!(session["user"]["id"], body["user"]["id"]);
 
     // A lost answer can be asked for again within the minute: the same session.
     let again: Value = exchange(&server, &code).await.json().await.unwrap();
     assert_eq!(again["user"]["id"], body["user"]["id"]);
-    let first: Value = server
-        .get("/v1/session", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = server.session_of(token).await;
     let second: Value = server
         .get("/v1/session", Some(again["token"].as_str().unwrap()))
         .await
