@@ -61,12 +61,12 @@ pub const NICKNAME_WORDS: [&str; 32] = [
     "Sunny", "Lily", "Max", "Anna", "David", "Emma", "Jason", "Nina",
 ];
 
-/// Adds `users` users of `appid`, each with one session live from `now` for a week,
-/// and returns the secrets of `sample` of those sessions. `seed` varies the ids. With
-/// `profiles` each user also gets what the console searches by: a nickname (one of
-/// [`NICKNAME_WORDS`] and a number), a phone number (`138` and 8 random digits, so a few
-/// are shared), its app in `apps`, and a unionid on its identity. Those come from a
-/// generator of their own: the other ids and secrets are the same either way.
+/// Adds `users` users of `appid` (in `apps` too, as a login leaves it), each with one
+/// session live from `now` for a week, and returns the secrets of `sample` of those
+/// sessions. `seed` varies the ids. With `profiles` each user also gets what the console
+/// searches by: a nickname (one of [`NICKNAME_WORDS`] and a number), a phone number
+/// (`138` and 8 random digits, so a few are shared) and a unionid on its identity. Those
+/// come from a generator of their own: the other ids and secrets are the same either way.
 pub fn seed(
     conn: &mut Connection,
     appid: &str,
@@ -93,17 +93,10 @@ pub fn seed(
         let tx = conn.transaction()?;
         {
             let mut add_user = tx.prepare_cached(
-                "INSERT INTO users (id, public_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-            )?;
-            let mut add_identity = tx.prepare_cached(
-                "INSERT INTO identities (id, user_id, appid, openid, created_at) \
-                 VALUES (?1, ?1, ?2, ?3, ?4)",
-            )?;
-            let mut add_profiled_user = tx.prepare_cached(
                 "INSERT INTO users (id, public_id, created_at, updated_at, nickname, phone, apps) \
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
             )?;
-            let mut add_profiled_identity = tx.prepare_cached(
+            let mut add_identity = tx.prepare_cached(
                 "INSERT INTO identities (id, user_id, appid, openid, unionid, created_at) \
                  VALUES (?1, ?1, ?2, ?3, ?4, ?5)",
             )?;
@@ -116,31 +109,26 @@ pub fn seed(
                 let id = first + n as i64 + 1;
                 let created = now - (users - n) as i64;
                 let openid = rng.hex_id::<14>("o");
-                if profiles {
+                let (nickname, phone, unionid) = if profiles {
                     let word =
                         NICKNAME_WORDS[(profile_rng.next() % NICKNAME_WORDS.len() as u64) as usize];
-                    let nickname = format!("{word}{}", profile_rng.next() % 10_000);
-                    let phone = format!("138{:08}", profile_rng.next() % 100_000_000);
-                    let unionid = profile_rng.hex_id::<14>("o");
-                    add_profiled_user.execute(params![
-                        id,
-                        rng.hex_id::<12>("u_"),
-                        created,
-                        nickname,
-                        phone,
-                        appid
-                    ])?;
-                    add_profiled_identity.execute(params![
-                        id,
-                        appid,
-                        &openid[..28],
-                        &unionid[..28],
-                        created
-                    ])?;
+                    (
+                        Some(format!("{word}{}", profile_rng.next() % 10_000)),
+                        Some(format!("138{:08}", profile_rng.next() % 100_000_000)),
+                        Some(profile_rng.hex_id::<14>("o")[..28].to_owned()),
+                    )
                 } else {
-                    add_user.execute(params![id, rng.hex_id::<12>("u_"), created])?;
-                    add_identity.execute(params![id, appid, &openid[..28], created])?;
-                }
+                    (None, None, None)
+                };
+                add_user.execute(params![
+                    id,
+                    rng.hex_id::<12>("u_"),
+                    created,
+                    nickname,
+                    phone,
+                    appid
+                ])?;
+                add_identity.execute(params![id, appid, &openid[..28], unionid, created])?;
                 // A current (v2) secret: the creation time in milliseconds, then 16
                 // random bytes.
                 let mut raw = [0u8; 22];
