@@ -321,6 +321,7 @@ impl App {
             };
             tokio::spawn(crate::ops::backup::run_schedule(
                 schedule,
+                Arc::clone(&state.db),
                 Arc::clone(&state.clock),
                 Arc::clone(&state.metrics),
             ))

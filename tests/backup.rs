@@ -276,6 +276,21 @@ async fn serve_takes_backups_on_a_schedule_and_keeps_the_newest() {
             .any(|l| l.starts_with("wxauth_scheduled_backups_total{result=\"ok\"} ")),
         "{metrics}"
     );
+    // Each scheduled backup is in the audit log, written through the server's writer
+    // once the backup and its pruning are done: the first two are there by now.
+    let recorded: i64 = server
+        .db()
+        .query_row(
+            "SELECT count(*) FROM audit_log \
+             WHERE action = 'backup' AND actor = 'wxauth' AND source = 'schedule'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        recorded >= 2,
+        "{recorded} scheduled backups in the audit log"
+    );
     assert_eq!(server.get("/v1/session", Some(&token)).await.status(), 200);
     server.stop().await;
 }

@@ -487,10 +487,12 @@ pub struct Schedule {
 
 /// Takes a backup every `schedule.every` (the first one interval after the start) into
 /// `schedule.dir` as `wxauth-<time>.wxbak`, then deletes all but the newest
-/// `schedule.keep` of them. Runs until the task is aborted; a failed backup is logged,
-/// counted and tried again at the next interval.
+/// `schedule.keep` of them, and records the backup in the audit log through the server's
+/// writer `db`. Runs until the task is aborted; a failed backup is logged, counted and
+/// tried again at the next interval.
 pub async fn run_schedule(
     schedule: Schedule,
+    db: Arc<db::Db>,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::ops::metrics::Metrics>,
 ) {
@@ -511,6 +513,15 @@ pub async fn run_schedule(
                     pruned,
                     "scheduled backup written"
                 );
+                let detail = audit_detail(&summary);
+                let recorded = db
+                    .write(move |c| {
+                        audit::record(c, &Actor::schedule(), Action::Backup, None, &detail, now)
+                    })
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "scheduled backup written, but not in the audit log");
+                }
             }
             Ok(Err(e)) => {
                 metrics.scheduled_backup(false);
@@ -534,20 +545,25 @@ pub fn record(
     now: UnixTime,
 ) -> Result<(), BackupError> {
     let conn = db::open_existing(data_dir)?;
-    let detail = serde_json::json!({
-        "file": summary.file.display().to_string(),
-        "users": summary.users,
-        "encrypted": summary.encrypted,
-    });
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(DbError::from)?;
-    audit::record(&conn, actor, action, None, &detail, now)?;
+    audit::record(&conn, actor, action, None, &audit_detail(summary), now)?;
     conn.execute_batch("COMMIT").map_err(DbError::from)?;
     Ok(())
 }
 
+/// What the audit log keeps of a backup.
+fn audit_detail(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "file": summary.file.display().to_string(),
+        "users": summary.users,
+        "encrypted": summary.encrypted,
+    })
+}
+
 /// One scheduled backup and the pruning after it; returns the summary and how many old
-/// backups were deleted.
+/// backups were deleted. The audit log is written by the caller, through the server's
+/// writer, so that a busy database neither fails the backup nor stops the pruning.
 fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usize), BackupError> {
     datadir::ensure_private_dir(&schedule.dir).map_err(io_err(&schedule.dir))?;
     let stamp = compact_time(now);
@@ -558,13 +574,6 @@ fn scheduled_backup(schedule: &Schedule, now: UnixTime) -> Result<(Summary, usiz
         file = schedule.dir.join(format!("wxauth-{stamp}-{n}.wxbak"));
     }
     let summary = create(&schedule.data_dir, &file, now, None)?;
-    record(
-        &schedule.data_dir,
-        &Actor::schedule(),
-        Action::Backup,
-        &summary,
-        now,
-    )?;
     let pruned = prune(&schedule.dir, schedule.keep as usize)?;
     Ok((summary, pruned))
 }
